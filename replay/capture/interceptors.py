@@ -1,0 +1,338 @@
+"""Interceptors for the channels of issue 2: clock, random (at the source), env, uuid1.
+
+:func:`install` is idempotent and process-wide. It replaces module attributes
+(``time.time``, ``os.urandom``, ...), switches ``random``'s hidden generator to a subclass
+that draws raw 32-bit words, swaps ``os.environ``'s class for a recording subclass, and
+replaces ``datetime.datetime``/``datetime.date`` (C types whose methods cannot be patched)
+by subclasses whose metaclass keeps ``isinstance`` true for real instances, as freezegun
+does. Names that application modules bound before installation (``from time import time``)
+are rebound by a scan of the loaded non-standard-library modules.
+
+Randomness is recorded at its source (DESIGN.md section 6): the Mersenne Twister words
+behind ``random()``/``getrandbits()`` and the bytes of ``os.urandom``, so a candidate that
+calls a different random function still draws the same numbers. The word arithmetic
+mirrors CPython's ``Modules/_randommodule.c`` (``random_random`` and
+``_random_Random_getrandbits_impl``), so recorded values equal unrecorded ones bit for bit.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import random as _random
+import sys
+import threading
+import time as _time
+import uuid as _uuid
+from typing import Any, Final
+
+from replay.capture.boundary import ACTIVE
+
+_lock = threading.Lock()
+_installed = False
+
+# The real functions, kept before anything is replaced.
+REAL: Final[dict[str, Any]] = {
+    "time.time": _time.time,
+    "time.time_ns": _time.time_ns,
+    "time.monotonic": _time.monotonic,
+    "time.monotonic_ns": _time.monotonic_ns,
+    "time.perf_counter": _time.perf_counter,
+    "time.perf_counter_ns": _time.perf_counter_ns,
+    "os.urandom": os.urandom,
+    "uuid.uuid1": _uuid.uuid1,
+    "datetime.datetime": _dt.datetime,
+    "datetime.date": _dt.date,
+}
+_real_time_ns = _time.time_ns
+_real_monotonic_ns = _time.monotonic_ns
+_real_perf_counter_ns = _time.perf_counter_ns
+_real_urandom = os.urandom
+_real_uuid1 = _uuid.uuid1
+_RealDatetime = _dt.datetime
+_RealDate = _dt.date
+
+
+# ------------------------------------------------------------------------------ clock
+
+
+def _time_fn() -> float:
+    s = ACTIVE.get()
+    if s is None:
+        return _real_time_ns() / 1e9  # what time.time() computes from the same clock
+    return s.clock_ns("time.time", _real_time_ns) / 1e9
+
+
+def _time_ns_fn() -> int:
+    s = ACTIVE.get()
+    return _real_time_ns() if s is None else s.clock_ns("time.time_ns", _real_time_ns)
+
+
+def _monotonic_fn() -> float:
+    s = ACTIVE.get()
+    if s is None:
+        return _real_monotonic_ns() / 1e9
+    return s.clock_ns("time.monotonic", _real_monotonic_ns) / 1e9
+
+
+def _monotonic_ns_fn() -> int:
+    s = ACTIVE.get()
+    return _real_monotonic_ns() if s is None else s.clock_ns("time.monotonic_ns", _real_monotonic_ns)
+
+
+def _perf_counter_fn() -> float:
+    s = ACTIVE.get()
+    if s is None:
+        return _real_perf_counter_ns() / 1e9
+    return s.clock_ns("time.perf_counter", _real_perf_counter_ns) / 1e9
+
+
+def _perf_counter_ns_fn() -> int:
+    s = ACTIVE.get()
+    return _real_perf_counter_ns() if s is None else s.clock_ns("time.perf_counter_ns", _real_perf_counter_ns)
+
+
+_time_fn.__name__ = "time"
+_time_ns_fn.__name__ = "time_ns"
+_monotonic_fn.__name__ = "monotonic"
+_monotonic_ns_fn.__name__ = "monotonic_ns"
+_perf_counter_fn.__name__ = "perf_counter"
+_perf_counter_ns_fn.__name__ = "perf_counter_ns"
+
+
+def _wall_ns(op: str) -> int:
+    s = ACTIVE.get()
+    return _real_time_ns() if s is None else s.clock_ns(op, _real_time_ns)
+
+
+class _RealDateMeta(type):
+    """Metaclass that keeps ``isinstance(real_date, datetime.date)`` true after the swap."""
+
+    def __instancecheck__(cls, obj: Any) -> bool:
+        return isinstance(obj, _RealDate)
+
+    def __subclasscheck__(cls, sub: type) -> bool:
+        return issubclass(sub, _RealDate)
+
+
+class _RealDatetimeMeta(_RealDateMeta):
+    def __instancecheck__(cls, obj: Any) -> bool:
+        return isinstance(obj, _RealDatetime)
+
+    def __subclasscheck__(cls, sub: type) -> bool:
+        return issubclass(sub, _RealDatetime)
+
+
+class RecordedDate(_RealDate, metaclass=_RealDateMeta):
+    """``datetime.date`` whose ``today()`` reads the wall clock through the boundary."""
+
+    @classmethod
+    def today(cls) -> Any:
+        return cls.fromtimestamp(_wall_ns("date.today") / 1e9)
+
+
+class RecordedDatetime(_RealDatetime, metaclass=_RealDatetimeMeta):
+    """``datetime.datetime`` whose clock methods read the wall clock through the boundary.
+
+    ``now()`` floors nanoseconds to microseconds as CPython's ``datetime_best_possible``
+    does (``_PyTime_ROUND_FLOOR``); ``today()`` goes through ``fromtimestamp(time.time())``
+    as CPython's ``date_today`` does.
+    """
+
+    @classmethod
+    def now(cls, tz: Any = None) -> Any:
+        ns = _wall_ns("datetime.now")
+        secs, rest = divmod(ns, 1_000_000_000)
+        return cls.fromtimestamp(secs, tz).replace(microsecond=rest // 1000)
+
+    @classmethod
+    def utcnow(cls) -> Any:
+        ns = _wall_ns("datetime.utcnow")
+        secs, rest = divmod(ns, 1_000_000_000)
+        aware = _RealDatetime.fromtimestamp(secs, _dt.timezone.utc)
+        return cls(aware.year, aware.month, aware.day, aware.hour, aware.minute, aware.second, rest // 1000)
+
+    @classmethod
+    def today(cls) -> Any:
+        return cls.fromtimestamp(_wall_ns("datetime.today") / 1e9)
+
+
+for _cls, _name in ((RecordedDate, "date"), (RecordedDatetime, "datetime")):
+    _cls.__module__ = "datetime"
+    _cls.__name__ = _name
+    _cls.__qualname__ = _name
+
+
+# ----------------------------------------------------------------------------- random
+
+
+def _words_to_double(w1: int, w2: int) -> float:
+    # random_random(): a = genrand >> 5, b = genrand >> 6, (a * 2**26 + b) / 2**53
+    return ((w1 >> 5) * 67108864.0 + (w2 >> 6)) * (1.0 / 9007199254740992.0)
+
+
+def words_to_bits(words: list[int], k: int) -> int:
+    """Combine 32-bit words into ``getrandbits(k)`` exactly as CPython does.
+
+    Words fill the result from the least significant end; the last word is shifted right
+    to drop its low bits (``Modules/_randommodule.c``).
+    """
+    if k <= 32:
+        return words[0] >> (32 - k)
+    result = 0
+    left = k
+    for i, word in enumerate(words):
+        if left < 32:
+            word >>= 32 - left
+        result |= word << (32 * i)
+        left -= 32
+    return result
+
+
+def words_needed(k: int) -> int:
+    """Number of 32-bit words ``getrandbits(k)`` consumes."""
+    return 0 if k == 0 else (k - 1) // 32 + 1
+
+
+class RecordedRandom(_random.Random):
+    """The class of ``random``'s hidden generator once installed: draws go through the tape.
+
+    Only ``random()`` and ``getrandbits()`` touch the generator; every other method of
+    :class:`random.Random` is built on them, so recording these two records them all.
+    """
+
+    def random(self) -> float:
+        s = ACTIVE.get()
+        if s is None:
+            return super().random()
+        w = s.mt_words("random.random", (), 2, self._word)
+        return _words_to_double(w[0], w[1])
+
+    def getrandbits(self, k: int) -> int:
+        s = ACTIVE.get()
+        if s is None or k < 0:
+            return super().getrandbits(k)
+        if k == 0:
+            return 0
+        return words_to_bits(s.mt_words("random.getrandbits", (k,), words_needed(k), self._word), k)
+
+    def randbytes(self, n: int) -> bytes:
+        return self.getrandbits(n * 8).to_bytes(n, "little")
+
+    def _word(self) -> int:
+        return _random.Random.getrandbits(self, 32)
+
+
+def _urandom_fn(size: int) -> bytes:
+    s = ACTIVE.get()
+    if s is None:
+        return _real_urandom(size)
+    return s.urandom("os.urandom", size, _real_urandom)
+
+
+_urandom_fn.__name__ = "urandom"
+
+
+def _uuid1_fn(node: Any = None, clock_seq: Any = None) -> _uuid.UUID:
+    s = ACTIVE.get()
+    if s is None:
+        return _real_uuid1(node, clock_seq)
+    return s.call("uuid", "uuid.uuid1", (node, clock_seq), lambda: _real_uuid1(node, clock_seq))  # type: ignore[no-any-return]
+
+
+_uuid1_fn.__name__ = "uuid1"
+
+
+# -------------------------------------------------------------------------------- env
+
+
+class RecordedEnviron(os._Environ):  # type: ignore[type-arg,misc]
+    """``os.environ``'s class once installed: reads by key and listings are interactions.
+
+    ``os.getenv``, ``get`` and ``in`` all go through ``__getitem__``.
+    """
+
+    def __getitem__(self, key: str) -> str:
+        s = ACTIVE.get()
+        if s is None:
+            return super().__getitem__(key)  # type: ignore[no-any-return]
+        return s.call("env", "environ.get", (key,), lambda: os._Environ.__getitem__(self, key))  # type: ignore[no-any-return]
+
+    def __iter__(self) -> Any:
+        s = ACTIVE.get()
+        if s is None:
+            return super().__iter__()
+        keys = s.call("env", "environ.keys", (), lambda: list(os._Environ.__iter__(self)))
+        return iter(keys)
+
+    def __len__(self) -> int:
+        s = ACTIVE.get()
+        if s is None:
+            return super().__len__()  # type: ignore[no-any-return]
+        return s.call("env", "environ.len", (), lambda: os._Environ.__len__(self))  # type: ignore[no-any-return]
+
+
+# ---------------------------------------------------------------------------- install
+
+# id(original) -> (original, replacement); originals are kept alive so ids stay unique
+_REPLACEMENTS: dict[int, tuple[Any, Any]] = {}
+
+
+def install() -> None:
+    """Install every interceptor once for this process (thread-safe, idempotent)."""
+    global _installed
+    with _lock:
+        if _installed:
+            return
+        pairs = {
+            (_time, "time"): _time_fn,
+            (_time, "time_ns"): _time_ns_fn,
+            (_time, "monotonic"): _monotonic_fn,
+            (_time, "monotonic_ns"): _monotonic_ns_fn,
+            (_time, "perf_counter"): _perf_counter_fn,
+            (_time, "perf_counter_ns"): _perf_counter_ns_fn,
+            (os, "urandom"): _urandom_fn,
+            (_random, "_urandom"): _urandom_fn,
+            (_uuid, "uuid1"): _uuid1_fn,
+            (_dt, "datetime"): RecordedDatetime,
+            (_dt, "date"): RecordedDate,
+        }
+        for (module, name), new in pairs.items():
+            old = getattr(module, name)
+            _REPLACEMENTS[id(old)] = (old, new)
+            setattr(module, name, new)
+        inst = _random._inst  # type: ignore[attr-defined]
+        bound = {n: v for n, v in vars(_random).items() if getattr(v, "__self__", None) is inst}
+        inst.__class__ = RecordedRandom
+        for name, old in bound.items():
+            new = getattr(inst, name)
+            _REPLACEMENTS[id(old)] = (old, new)
+            setattr(_random, name, new)
+        os.environ.__class__ = RecordedEnviron
+        _rebind_loaded_modules()
+        _installed = True
+
+
+def _rebind_loaded_modules() -> None:
+    """Rebind names that loaded application modules took before installation."""
+    stdlib = sys.stdlib_module_names
+    for name, module in list(sys.modules.items()):
+        top = name.partition(".")[0]
+        if module is None or top in stdlib or top == "replay":
+            continue
+        try:
+            namespace = vars(module)
+        except TypeError:
+            continue
+        for attr, value in list(namespace.items()):
+            pair = _REPLACEMENTS.get(id(value))
+            if pair is not None and pair[0] is value:
+                try:
+                    namespace[attr] = pair[1]
+                except Exception:  # noqa: BLE001, S112 - a read-only namespace is left alone
+                    continue
+
+
+def is_installed() -> bool:
+    """True once :func:`install` has run in this process."""
+    return _installed

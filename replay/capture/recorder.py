@@ -1,0 +1,267 @@
+"""Recording: the tape recorder session and the snapshot it writes.
+
+A :class:`Recorder` is the :class:`~replay.capture.boundary.BoundarySession` of a recorded
+call: each interceptor asks it, it asks the real world and appends the answer to the tape.
+:func:`write_snapshot` turns a finished recording into a ``.rsnap`` file.
+"""
+
+from __future__ import annotations
+
+import linecache
+import logging
+import os
+import threading
+import time
+import types
+from collections.abc import Callable
+from typing import Any, Final
+
+from replay.capture import identity
+from replay.capture.interceptors import REAL
+from replay.snapshot.codec import DISPLAY, Encoder, encode, type_path
+from replay.snapshot.format import Section, SnapshotWriter
+
+log = logging.getLogger("replay.capture")
+
+MAX_INTERACTIONS: Final = 1_000_000
+MAX_LOCALS_FRAMES: Final = 8  # innermost application frames whose locals are kept
+_EMPTY_ARGS: Final = ["t"]
+
+_stats_lock = threading.Lock()
+_stats: dict[str, int] = {"snapshots_written": 0, "capture_errors": 0}
+
+
+def count(name: str, n: int = 1) -> None:
+    """Add to a capture counter (thread-safe)."""
+    with _stats_lock:
+        _stats[name] = _stats.get(name, 0) + n
+
+
+def stats() -> dict[str, int]:
+    """A copy of the capture counters: snapshots written, capture errors, ..."""
+    with _stats_lock:
+        return dict(_stats)
+
+
+class Recorder:
+    """Records one entry point's boundary interactions (a record-mode boundary session).
+
+    Real answers are returned to the application unchanged; recording problems (a value
+    that cannot be encoded, the tape limit) make the snapshot not replayable with a reason
+    but never raise into the application. Not shared between threads.
+    """
+
+    def __init__(self, max_interactions: int = MAX_INTERACTIONS):
+        self.tape: list[list[Any]] = []
+        self.reasons: list[str] = []
+        self.max_interactions = max_interactions
+
+    def _append(self, record: list[Any]) -> None:
+        if len(self.tape) < self.max_interactions:
+            self.tape.append(record)
+        elif len(self.tape) == self.max_interactions:
+            self.reasons.append(f"tape limit of {self.max_interactions} interactions reached")
+            self.tape.append(["meta", "truncated", _EMPTY_ARGS, None, None])
+
+    def _encode(self, value: Any) -> Any:
+        enc = Encoder()
+        try:
+            node = enc.encode(value)
+        except Exception as exc:  # noqa: BLE001 - fail open
+            self.reasons.append(f"value could not be encoded: {type(exc).__name__}")
+            return None
+        self.reasons.extend(enc.lossy)
+        return node
+
+    def clock_ns(self, op: str, real: Callable[[], int]) -> int:
+        value = real()
+        self._append(["clock", op, _EMPTY_ARGS, value, None])
+        return value
+
+    def mt_words(self, op: str, args: tuple[Any, ...], count: int, real: Callable[[], int]) -> list[int]:
+        words = [real() for _ in range(count)]
+        self._append(["random", op, ["t", *args], words, None])
+        return words
+
+    def urandom(self, op: str, size: int, real: Callable[[int], bytes]) -> bytes:
+        data = real(size)
+        self._append(["random", op, ["t", size], data, None])
+        return data
+
+    def call(self, channel: str, op: str, args: tuple[Any, ...], real: Callable[[], Any]) -> Any:
+        try:
+            result = real()
+        except Exception as exc:
+            self._append([channel, op, self._encode(args), None, self._encode(exc)])
+            raise
+        self._append([channel, op, self._encode(args), self._encode(result), None])
+        return result
+
+
+# ------------------------------------------------------------------------------ outcome
+
+_PACKAGE_DIR: Final = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def relative_to_roots(file: str, roots: list[str]) -> str | None:
+    """``file`` relative to the first root that holds it ("/"-separated), else None."""
+    for root in roots:
+        rel = os.path.relpath(file, root)
+        if not rel.startswith(".."):
+            return rel.replace(os.sep, "/")
+    return None
+
+
+def describe_exception(exc: BaseException, roots: str | list[str] | None) -> dict[str, Any]:
+    """The outcome record of an exception: type, message, traceback, failing frames' locals.
+
+    Args:
+        exc: The exception, with its ``__traceback__``.
+        roots: Project root(s); frames under one are the application's, with paths relative
+            to it. Frames of this package (the capture wrapper, the replay child) are dropped.
+
+    Returns:
+        A map with ``type``, ``message``, ``value`` (exact node), ``traceback`` (list of
+        frames: file, path relative to the root or None, line, function, code, locals as
+        display nodes for the innermost application frames) and ``place`` (relative path and
+        function of the innermost application frame: where a fix would have to act).
+    """
+    frames: list[tuple[types.FrameType, int]] = []
+    tb = exc.__traceback__
+    while tb is not None:
+        frames.append((tb.tb_frame, tb.tb_lineno))
+        tb = tb.tb_next
+    frames = [(f, n) for f, n in frames if not os.path.abspath(f.f_code.co_filename).startswith(_PACKAGE_DIR)]
+    root_list = [roots] if isinstance(roots, str) else list(roots or [])
+    out: list[dict[str, Any]] = []
+    for frame, lineno in frames:
+        code = frame.f_code
+        file = os.path.abspath(code.co_filename)
+        rel = relative_to_roots(file, root_list)
+        out.append({
+            "file": file,
+            "path": rel,
+            "line": lineno,
+            "function": getattr(code, "co_qualname", code.co_name),
+            "code": linecache.getline(code.co_filename, lineno).strip(),
+            "locals": None,
+        })
+    app = [i for i, f in enumerate(out) if f["path"] is not None]
+    for i in app[-MAX_LOCALS_FRAMES:]:
+        enc = Encoder(DISPLAY)
+        frame = frames[i][0]
+        try:
+            out[i]["locals"] = ["d", *[x for k, v in frame.f_locals.items() for x in (k, enc.encode(v))]]
+        except Exception:  # noqa: BLE001 - locals are best effort
+            out[i]["locals"] = None
+    place = [out[app[-1]]["path"], out[app[-1]]["function"]] if app else None
+    try:
+        message = str(exc)
+    except Exception:  # noqa: BLE001
+        message = f"<{type(exc).__name__} with a broken __str__>"
+    enc = Encoder()
+    return {
+        "kind": "exception",
+        "type": type_path(type(exc)),
+        "message": message,
+        "value": enc.encode(exc),
+        "traceback": out,
+        "place": place,
+    }
+
+
+# ------------------------------------------------------------------------------ writing
+
+
+def snapshot_directory(directory: str | os.PathLike[str] | None) -> str:
+    """Where snapshots go: the argument, else ``$REPLAY_DIR``, else ``./snapshots``."""
+    if directory is not None:
+        return os.fspath(directory)
+    return os.environ.get("REPLAY_DIR") or "snapshots"
+
+
+def _snapshot_id() -> str:
+    return REAL["os.urandom"](6).hex()
+
+
+def write_snapshot(
+    *,
+    directory: str,
+    entry: dict[str, Any],
+    recorder: Recorder,
+    outcome: dict[str, Any],
+) -> str:
+    """Write a finished recording into ``directory`` and return the file's path.
+
+    Args:
+        directory: Target directory (created if missing).
+        entry: Entry record: module, qualname, file, kind, args, kwargs, project_root, reasons.
+        recorder: The recorder that served the call.
+        outcome: Outcome record (``kind`` "return" with ``value``, or "exception").
+
+    Raises:
+        OSError: the directory cannot be written; nothing is left under the final name.
+    """
+    root = entry.get("project_root")
+    code: list[dict[str, Any]] = []
+    notes: list[str] = []
+    if root:
+        code, notes = identity.collect_code(root, entry.get("main_file"))
+    app_packages = sorted({r["module"].partition(".")[0] for r in code if r["module"] != "__main__"})
+    entry["app_packages"] = app_packages
+    env = identity.environment(root or os.getcwd(), set(app_packages))
+    reasons = list(dict.fromkeys(entry.get("reasons", []) + recorder.reasons))
+    counts: dict[str, int] = {}
+    for record in recorder.tape:
+        counts[record[0]] = counts.get(record[0], 0) + 1
+    created = REAL["time.time_ns"]()
+    snap_id = _snapshot_id()
+    header = {
+        "snapshot_id": snap_id,
+        "created_at_ns": created,
+        "replay_version": _version(),
+        "python": env["python"],
+        "platform": env["platform"],
+        "entry": f"{entry['module']}:{entry['qualname']}",
+        "entry_kind": entry["kind"],
+        "outcome": outcome["kind"],
+        "exception_type": outcome.get("type"),
+        "exception_message": (outcome.get("message") or "")[:500] if outcome["kind"] == "exception" else None,
+        "duration_ns": outcome.get("duration_ns"),
+        "interactions": len(recorder.tape),
+        "channels": counts,
+        "replayable": not reasons,
+        "reasons": reasons,
+        "code_notes": notes,
+        "hash_seed": env["hash_seed"],
+    }
+    os.makedirs(directory, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(created // 1_000_000_000))
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in entry["qualname"])[:60]
+    path = os.path.join(directory, f"{safe}-{stamp}-{snap_id}.rsnap")
+    writer = SnapshotWriter(path, header)
+    try:
+        writer.write_section(Section.ENTRY, [entry])
+        writer.write_section(Section.TAPE, recorder.tape)
+        writer.write_section(Section.OUTCOME, [outcome])
+        writer.write_section(Section.CODE, code)
+        writer.write_section(Section.ENVIRONMENT, [env])
+        final = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    count("snapshots_written")
+    return final
+
+
+def _version() -> str:
+    from replay import __version__
+
+    return __version__
+
+
+def return_outcome(value: Any) -> dict[str, Any]:
+    """The outcome record of a call that returned ``value``."""
+    enc = Encoder()
+    node = enc.encode(value)
+    return {"kind": "return", "value": node, "lossy": enc.lossy, "display": encode(value, DISPLAY)}

@@ -1,0 +1,201 @@
+"""Rich rendering helpers shared by the CLI commands."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from typing import Any
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from replay.replayer.tape import describe
+from replay.snapshot import Snapshot
+from replay.snapshot.codec import render
+from replay.verify import FAILING_VERDICTS, Verdict, VerifyResult
+
+VERDICT_STYLE = {
+    Verdict.FIXED: "bold green",
+    Verdict.UNCHANGED: "green",
+    Verdict.REPRODUCED: "bold green",
+    Verdict.CHANGED: "yellow",
+    Verdict.DIVERGED: "yellow",
+    Verdict.STILL_FAILING: "bold red",
+    Verdict.NEW_FAILURE: "bold red",
+    Verdict.NOT_REPRODUCIBLE: "bold magenta",
+}
+
+
+@functools.cache
+def console() -> Console:
+    """Console for normal output (stdout)."""
+    return Console(highlight=False, soft_wrap=False)
+
+
+@functools.cache
+def error_console() -> Console:
+    """Console for errors (stderr)."""
+    return Console(stderr=True, highlight=False)
+
+
+def safe(text: Any) -> Text:
+    """Text from a snapshot, with control characters escaped and no markup interpreted."""
+    raw = str(text)
+    return Text("".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in raw))
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def _kv(rows: list[tuple[str, Any]]) -> Table:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold cyan", no_wrap=True)
+    table.add_column(overflow="fold")
+    for key, value in rows:
+        table.add_row(key, value if isinstance(value, Text) else safe(value))
+    return table
+
+
+def _args_text(entry: dict[str, Any]) -> str:
+    args = entry.get("args") or ["l"]
+    kwargs = entry.get("kwargs") or ["d"]
+    parts = [render(a, width=200) for a in args[1:]]
+    kw = kwargs[1:]
+    parts += [f"{kw[i]}={render(kw[i + 1], width=200)}" for i in range(0, len(kw) - 1, 2)]
+    return ", ".join(parts)
+
+
+def show_snapshot(snap: Snapshot, *, max_interactions: int = 15, all_locals: bool = False) -> None:
+    """Print everything `replay show` shows."""
+    h, entry, outcome, env = snap.header, snap.entry, snap.outcome, snap.environment
+    c = console()
+    created = dt.datetime.fromtimestamp(h.get("created_at_ns", 0) / 1e9, dt.timezone.utc)
+    c.print(Panel(_kv([
+        ("file", snap.path),
+        ("size", f"{_size(snap.size_bytes)} ({snap.size_bytes} bytes)"),
+        ("format", f"{snap.version[0]}.{snap.version[1]}"),
+        ("snapshot id", h.get("snapshot_id", "?")),
+        ("recorded", created.strftime("%Y-%m-%d %H:%M:%S UTC")),
+        ("duration", f"{(h.get('duration_ns') or 0) / 1e6:.3f} ms"),
+        ("replayable", Text("yes", style="green") if h.get("replayable") else
+         Text("no: " + "; ".join(h.get("reasons", [])), style="red")),
+    ]), title="snapshot", title_align="left"))
+    c.print(Panel(_kv([
+        ("entry point", f"{entry['module']}:{entry['qualname']}"),
+        ("kind", entry.get("kind", "function")),
+        ("file", entry.get("file") or "?"),
+        ("call", f"{entry['qualname'].rpartition('.')[2]}({_args_text(entry)})"),
+    ]), title="entry point", title_align="left"))
+    c.print(_outcome_panel(outcome, all_locals))
+    c.print(_tape_panel(snap, max_interactions))
+    files = snap.code_files
+    code = Table("file", "sha256", "size", "embedded", box=None, pad_edge=False)
+    for f in files:
+        code.add_row(safe(f["path"]), f["sha256"][:12], str(f["size"]), "yes" if f.get("source") is not None else "no")
+    notes = [safe(n) for n in h.get("code_notes", [])]
+    c.print(Panel(Group(_kv([("project root", env.get("project_root", "?")),
+                             ("files", str(len(files)))]), code, *notes),
+                  title="code identity", title_align="left"))
+    tz = env.get("timezone") or {}
+    libs = ", ".join(f"{k} {v}" for k, v in sorted((env.get("libraries") or {}).items())) or "(none loaded)"
+    c.print(Panel(_kv([
+        ("python", f"{env.get('implementation', '')} {env.get('python', '?')}"),
+        ("platform", env.get("platform", "?")),
+        ("libraries", libs),
+        ("time zone", tz.get("key") or "/".join(tz.get("tzname", [])) or "?"),
+        ("hash seed", env.get("hash_seed") if env.get("hash_seed") is not None else "random (unknown)"),
+        ("cwd", env.get("cwd", "?")),
+        ("argv", " ".join(env.get("argv", []))),
+    ]), title="environment", title_align="left"))
+
+
+def _outcome_panel(outcome: dict[str, Any], all_locals: bool) -> Panel:
+    if outcome.get("kind") == "return":
+        return Panel(_kv([("returned", render(outcome.get("value"), width=500))]), title="outcome", title_align="left")
+    items: list[Any] = [Text.assemble((str(outcome.get("type", "?")).rpartition(":")[2], "bold red"), ": ",
+                                      safe(outcome.get("message", "")))]
+    place = outcome.get("place")
+    if place:
+        items.append(Text(f"raised in {place[0]} :: {place[1]}", style="dim"))
+    items.append(Text("Traceback (most recent call last):", style="bold"))
+    frames = outcome.get("traceback", [])
+    for f in frames:
+        style = "" if f.get("path") else "dim"
+        items.append(Text.assemble(("  File ", style), (f"{f.get('path') or f.get('file')}", f"{style} cyan"),
+                                   (f", line {f.get('line')}, in {f.get('function')}", style)))
+        if f.get("code"):
+            items.append(Text("    " + f["code"], style=style or "white"))
+        local_node = f.get("locals")
+        if local_node and (all_locals or f is _last_app(frames)):
+            pairs = local_node[1:]
+            for i in range(0, len(pairs) - 1, 2):
+                items.append(Text.assemble(("      " + str(pairs[i]), "yellow"), " = ",
+                                           safe(render(pairs[i + 1], width=160))))
+    return Panel(Group(*items), title="outcome: exception", title_align="left", border_style="red")
+
+
+def _last_app(frames: list[dict[str, Any]]) -> dict[str, Any] | None:
+    app = [f for f in frames if f.get("path")]
+    return app[-1] if app else None
+
+
+def _tape_panel(snap: Snapshot, limit: int) -> Panel:
+    tape = snap.tape
+    counts = snap.channel_counts()
+    summary = ", ".join(f"{ch}: {n}" for ch, n in sorted(counts.items())) or "no interactions"
+    items: list[Any] = [Text(f"{len(tape)} interactions ({summary})", style="bold")]
+    for inter in tape[:limit]:
+        items.append(safe("  " + describe(inter)))
+    if len(tape) > limit:
+        items.append(Text(f"  ... {len(tape) - limit} more (use --interactions N)", style="dim"))
+    return Panel(Group(*items), title="tape", title_align="left")
+
+
+def print_result(result: VerifyResult, *, verbose: bool = True) -> None:
+    """Print one verdict with its evidence."""
+    c = console()
+    style = VERDICT_STYLE.get(result.verdict, "bold")
+    c.print(Text.assemble((f"{result.verdict.value:<16}", style), " ", safe(result.snapshot)))
+    c.print(Text.assemble("  ", safe(result.reason)))
+    if not verbose:
+        return
+    if result.entry:
+        c.print(Text.assemble(("  entry:     ", "dim"), safe(result.entry)))
+    if result.recorded:
+        c.print(Text.assemble(("  recorded:  ", "dim"), safe(result.recorded)))
+    if result.observed and result.verdict is not Verdict.REPRODUCED:
+        c.print(Text.assemble(("  observed:  ", "dim"), safe(result.observed)))
+    if result.divergence:
+        d = result.divergence
+        c.print(Text(f"  first divergence at interaction #{d['index']}: {d['reason']}", style="yellow"))
+        c.print(Text.assemble("    asked:    ", safe(f"{d['channel']} {d['op']}{d['asked']}")))
+        c.print(Text.assemble("    recorded: ", safe(d.get("recorded") or "(nothing: the tape has no more interactions)")))
+        for cand in d.get("candidates") or []:
+            c.print(Text.assemble("    nearest:  ", safe(cand)))
+    if result.changed_files:
+        c.print(Text.assemble(("  changed code: ", "dim"), safe(", ".join(result.changed_files))))
+    if result.synthesized:
+        c.print(Text.assemble(("  synthesized: ", "dim"),
+                              safe(", ".join(f"{k} x{v}" for k, v in result.synthesized.items()))))
+    if result.unconsumed:
+        c.print(Text(f"  {len(result.unconsumed)} recorded interaction(s) not asked for by the candidate", style="dim"))
+    for w in result.warnings:
+        c.print(Text.assemble(("  warning: ", "yellow"), safe(w)))
+
+
+def print_summary(results: list[VerifyResult], fail_on: frozenset[Verdict] = FAILING_VERDICTS) -> None:
+    """A table of verdict counts."""
+    counts: dict[Verdict, int] = {}
+    for r in results:
+        counts[r.verdict] = counts.get(r.verdict, 0) + 1
+    table = Table("verdict", "snapshots", "fails the run", box=None, pad_edge=False, title="summary", title_justify="left")
+    for verdict, n in sorted(counts.items(), key=lambda kv: kv[0].value):
+        table.add_row(Text(verdict.value, style=VERDICT_STYLE.get(verdict, "")), str(n), "yes" if verdict in fail_on else "no")
+    console().print(table)

@@ -1,0 +1,215 @@
+"""The replay subprocess: ``python -P -m replay.replayer.child REQUEST RESULT``.
+
+Runs one replay in a fresh interpreter (clean module state): sets up ``sys.path`` (code
+roots first, then the recorded sources, then the recorded extra path entries), installs
+the interceptors before any application module is imported, serves the tape, calls the
+entry point and writes what happened to RESULT (msgpack). The parent
+(:mod:`replay.replayer.runner`) sets the recorded hash seed and time zone in the
+environment before starting this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import os
+import sys
+import tempfile
+import traceback
+from typing import Any
+
+import msgpack
+
+from replay.capture import api
+from replay.capture.boundary import ACTIVE
+from replay.capture.interceptors import REAL, install
+from replay.capture.recorder import describe_exception, relative_to_roots, return_outcome
+from replay.errors import ReplayDiverged, ReplaySetupError
+from replay.replayer.tape import TapePlayer, describe
+from replay.snapshot import open_snapshot
+from replay.snapshot.codec import Decoder, TypeResolver
+
+MAIN_ALIAS = "__replay_main__"
+
+
+class _Resolver(TypeResolver):
+    """Maps ``__main__`` type paths to the replayed script module."""
+
+    def resolve(self, path: str) -> type | None:
+        if path.startswith("__main__:"):
+            path = MAIN_ALIAS + path[len("__main__") :]
+        return super().resolve(path)
+
+
+def _extract_sources(files: list[dict[str, Any]]) -> str:
+    root = tempfile.mkdtemp(prefix="replay-src-")
+    for record in files:
+        source = record.get("source")
+        rel = record.get("path", "")
+        if source is None or rel.startswith("/") or ".." in rel.split("/"):
+            continue
+        target = os.path.join(root, *rel.split("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "w", encoding="utf-8") as fh:
+            fh.write(source)
+    return root
+
+
+def _load_entry(entry: dict[str, Any], roots: list[str]) -> Any:
+    module_name = entry["module"]
+    if module_name == "__main__":
+        rel = os.path.basename(entry.get("main_file") or "")
+        for root in roots:
+            candidate = os.path.join(root, rel)
+            if rel and os.path.isfile(candidate):
+                spec = importlib.util.spec_from_file_location(MAIN_ALIAS, candidate)
+                if spec is None or spec.loader is None:
+                    break
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[MAIN_ALIAS] = module
+                spec.loader.exec_module(module)
+                break
+        else:
+            raise ReplaySetupError(f"the recorded script {rel or '?'} is not in the recorded sources or code roots")
+    else:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ReplaySetupError(f"cannot import the entry module {module_name}: {exc}") from exc
+    target: Any = module
+    for part in entry["qualname"].split("."):
+        target = getattr(target, part, None)
+        if target is None:
+            raise ReplaySetupError(f"{module_name} has no {entry['qualname']} (the entry point was renamed or removed)")
+    return getattr(target, api.ENTRY_ATTRIBUTE, target)
+
+
+def _code_identity(roots: list[str]) -> dict[str, str]:
+    out = {}
+    for module in list(sys.modules.values()):
+        file = getattr(module, "__file__", None)
+        if not isinstance(file, str) or not file.endswith(".py"):
+            continue
+        rel = relative_to_roots(os.path.abspath(file), roots)
+        if rel is None:
+            continue
+        try:
+            with open(file, "rb") as fh:
+                out[rel] = hashlib.sha256(fh.read()).hexdigest()
+        except OSError:
+            continue
+    return out
+
+
+def _invoke(fn: Any, kind: str, args: list[Any], kwargs: dict[str, Any], player: TapePlayer) -> Any:
+    if kind == "async" or inspect.iscoroutinefunction(fn):
+
+        async def runner() -> Any:
+            token = ACTIVE.set(player)  # only the entry task's context is served from the tape
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                ACTIVE.reset(token)
+
+        return asyncio.run(runner())
+    if kind == "block":
+        return _invoke_block(fn, args, kwargs, player)
+    token = ACTIVE.set(player)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        ACTIVE.reset(token)
+
+
+def _invoke_block(fn: Any, args: list[Any], kwargs: dict[str, Any], player: TapePlayer) -> Any:
+    state: dict[str, Any] = {"token": None, "done": False, "exc": None}
+
+    def hook(event: str, exc: Any) -> bool:
+        if event == "enter":
+            if state["token"] is not None or state["done"]:
+                return False
+            state["token"] = ACTIVE.set(player)
+            return True
+        ACTIVE.reset(state["token"])
+        state["done"], state["exc"] = True, exc
+        return True
+
+    api.block_replay_hook = hook
+    try:
+        fn(*args, **kwargs)
+    except api.BlockFinished:
+        pass
+    finally:
+        api.block_replay_hook = None
+    if not state["done"]:
+        raise ReplaySetupError("the replayed function never entered its replay.recording() block")
+    if state["exc"] is not None:
+        raise state["exc"]
+    return None
+
+
+def replay_once(request: dict[str, Any]) -> dict[str, Any]:
+    """Run the replay described by ``request`` in this process; return the result map."""
+    snap = open_snapshot(request["snapshot"])
+    header, entry, env = snap.header, snap.entry, snap.environment
+    if not header.get("replayable", False):
+        return {"status": "not_replayable", "reason": "; ".join(header.get("reasons") or ["marked not replayable"])}
+    code_dirs = [os.path.abspath(d) for d in request.get("code_dirs", [])]
+    roots = list(code_dirs)
+    if request.get("use_recorded_sources", True):
+        roots.append(_extract_sources(snap.code_files))
+    extra = [p for p in env.get("extra_sys_path", []) if os.path.isdir(p) and p not in roots]
+    sys.path[:0] = roots + extra
+    install()
+    resolver = _Resolver(entry.get("app_packages", []))
+    player = TapePlayer(snap.tape, request["mode"], int(header.get("snapshot_id", "0") or "0", 16), resolver)
+    fn = _load_entry(entry, roots)
+    decoder = Decoder(resolver)
+    args = decoder.decode(entry["args"])
+    kwargs = decoder.decode(entry["kwargs"])
+    t0 = REAL["time.perf_counter_ns"]()
+    try:
+        value = _invoke(fn, entry.get("kind", "function"), args, kwargs, player)
+        outcome = return_outcome(value)
+    except ReplayDiverged:
+        outcome = {"kind": "diverged"}
+    except ReplaySetupError:
+        raise
+    except Exception as exc:  # the application's own failure is the outcome
+        outcome = describe_exception(exc, roots)
+    outcome["duration_ns"] = REAL["time.perf_counter_ns"]() - t0
+    player.finish_strict()
+    return {
+        "status": "ok",
+        "outcome": outcome,
+        "divergence": player.divergence.to_dict() if player.divergence else None,
+        "unconsumed": [describe(i) for i in player.unconsumed()[:20]],
+        "unconsumed_count": len(player.unconsumed()),
+        "synthesized": player.synthesized,
+        "code": _code_identity(roots),
+        "code_dirs": code_dirs,
+    }
+
+
+def main(argv: list[str]) -> int:
+    """Entry of the subprocess: read the request, replay, write the result."""
+    request_path, result_path = argv[1], argv[2]
+    with open(request_path, "rb") as fh:
+        request = msgpack.unpackb(fh.read(), raw=False)
+    try:
+        result = replay_once(request)
+    except ReplaySetupError as exc:
+        result = {"status": "setup_error", "reason": exc.reason}
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
+        result = {"status": "setup_error", "reason": f"{type(exc).__name__}: {exc}",
+                  "traceback": traceback.format_exc()}
+    with open(result_path, "wb") as fh:
+        fh.write(msgpack.packb(result, use_bin_type=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

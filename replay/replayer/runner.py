@@ -1,0 +1,149 @@
+"""Run one replay in a fresh subprocess and return what happened.
+
+The parent opens the snapshot (so a bad file fails here, with a :class:`SnapshotError`),
+prepares the child's environment (the recorded hash seed and time zone), starts
+``replay.replayer.child`` and reads its result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import tempfile
+from typing import Any
+
+import msgpack
+
+from replay.errors import ReplaySetupError, UsageError
+from replay.snapshot import open_snapshot
+
+DEFAULT_TIMEOUT_S = 300.0
+
+
+@dataclasses.dataclass
+class ReplayRun:
+    """The result of one replay.
+
+    Attributes:
+        status: ``ok``, ``not_replayable`` (the snapshot says why), ``setup_error`` (the entry
+            point or code could not be loaded) or ``timeout``.
+        mode: ``strict`` (baseline) or ``keyed`` (candidate).
+        outcome: Outcome map like the snapshot's: ``kind`` is ``return``, ``exception`` or
+            ``diverged``.
+        divergence: The first divergence as a map (see :class:`replay.replayer.tape.Divergence`)
+            or None.
+        unconsumed: Recorded interactions never asked for (rendered, at most 20).
+        unconsumed_count: How many there were in all.
+        synthesized: Clock/random values invented because the tape ran out, per stream.
+        code: sha256 of each application file the replay loaded, by relative path.
+        reason: Why the replay could not run (status other than ok).
+        warnings: Things the user should know (unknown hash seed, time zone guessed).
+        output: Tail of the child's stdout and stderr.
+    """
+
+    status: str
+    mode: str
+    outcome: dict[str, Any] = dataclasses.field(default_factory=dict)
+    divergence: dict[str, Any] | None = None
+    unconsumed: list[str] = dataclasses.field(default_factory=list)
+    unconsumed_count: int = 0
+    synthesized: dict[str, int] = dataclasses.field(default_factory=dict)
+    code: dict[str, str] = dataclasses.field(default_factory=dict)
+    reason: str = ""
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    output: str = ""
+
+
+def child_environment(snapshot_env: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
+    """Environment variables for the replay child, and warnings about what is guessed."""
+    env = dict(os.environ)
+    warnings: list[str] = []
+    seed = snapshot_env.get("hash_seed")
+    if seed is None:
+        env["PYTHONHASHSEED"] = "0"
+        warnings.append(
+            "the recorded process used a random hash seed: the iteration order of sets of "
+            "strings may differ on replay"
+        )
+    else:
+        env["PYTHONHASHSEED"] = str(seed)
+    tz = snapshot_env.get("timezone") or {}
+    if tz.get("key"):
+        env["TZ"] = tz["key"]
+    elif tz.get("tzname"):
+        west = int(tz.get("timezone", 0))
+        hours, minutes = divmod(abs(west) // 60, 60)
+        env["TZ"] = f"<{tz['tzname'][0]}>{'-' if west < 0 else ''}{hours}:{minutes:02d}"
+        warnings.append(f"the recorded time zone has no name; replaying with the fixed offset {env['TZ']}")
+    env.pop("PYTHONPATH", None)  # sys.path is built by the child from the snapshot and code roots
+    env.pop("REPLAY_DIR", None)
+    return env, warnings
+
+
+def run_replay(
+    snapshot: str | os.PathLike[str],
+    *,
+    mode: str = "strict",
+    code_dirs: list[str] | None = None,
+    use_recorded_sources: bool = True,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> ReplayRun:
+    """Replay a snapshot once in a fresh subprocess.
+
+    Args:
+        snapshot: The ``.rsnap`` file.
+        mode: ``"strict"`` for a baseline (every interaction in order) or ``"keyed"`` for a
+            candidate (see :mod:`replay.replayer.tape`).
+        code_dirs: Candidate code roots, put first on the child's ``sys.path`` in order.
+        use_recorded_sources: Also put the snapshot's embedded sources on ``sys.path``
+            (after ``code_dirs``).
+        timeout_s: Wall-clock limit for the child, in seconds.
+
+    Returns:
+        A :class:`ReplayRun`.
+
+    Raises:
+        SnapshotError: the file is missing or bad.
+        UsageError: a code directory does not exist, or ``mode`` is unknown.
+    """
+    if mode not in ("strict", "keyed"):
+        raise UsageError(f"unknown replay mode {mode!r}")
+    code_dirs = [os.path.abspath(d) for d in code_dirs or []]
+    for d in code_dirs:
+        if not os.path.isdir(d):
+            raise UsageError(f"code directory {d} does not exist")
+    with open_snapshot(snapshot) as snap:
+        env, warnings = child_environment(snap.environment)
+        snap.tape  # noqa: B018 - read and check the tape here, so a bad file fails in the parent
+    request = {
+        "snapshot": os.path.abspath(os.fspath(snapshot)),
+        "mode": mode,
+        "code_dirs": code_dirs,
+        "use_recorded_sources": use_recorded_sources,
+    }
+    with tempfile.TemporaryDirectory(prefix="replay-run-") as tmp:
+        req_path = os.path.join(tmp, "request.msgpack")
+        res_path = os.path.join(tmp, "result.msgpack")
+        with open(req_path, "wb") as fh:
+            fh.write(msgpack.packb(request, use_bin_type=True))
+        cmd = [sys.executable, "-P", "-m", "replay.replayer.child", req_path, res_path]
+        try:
+            proc = subprocess.run(cmd, env=env, cwd=tmp, capture_output=True, text=True,
+                                  timeout=timeout_s, stdin=subprocess.DEVNULL, check=False)
+        except subprocess.TimeoutExpired:
+            return ReplayRun(status="timeout", mode=mode, reason=f"the replay did not finish in {timeout_s:g} s",
+                             warnings=warnings)
+        output = (proc.stdout[-2000:] + proc.stderr[-4000:]).strip()
+        if not os.path.exists(res_path):
+            raise ReplaySetupError(
+                f"the replay process exited with code {proc.returncode} without a result:\n{output[-1500:]}"
+            )
+        with open(res_path, "rb") as fh:
+            result = msgpack.unpackb(fh.read(), raw=False, strict_map_key=False)
+    known = {f.name for f in dataclasses.fields(ReplayRun)}
+    fields = {k: v for k, v in result.items() if k in known}
+    if result.get("traceback"):
+        output = (output + "\n" + result["traceback"]).strip()
+    return ReplayRun(mode=mode, warnings=warnings, output=output, **fields)

@@ -1,0 +1,140 @@
+"""The logical content of a snapshot: entry point, tape, outcome, code identity, environment.
+
+These are plain data classes over encoded values (codec nodes); nothing here imports
+application code. :class:`Snapshot` reads sections lazily through :class:`SnapshotFile`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections import Counter
+from typing import Any
+
+from replay.errors import CorruptSnapshotError
+from replay.snapshot.format import DEFAULT_LIMITS, ReadLimits, Section, SnapshotFile
+
+
+@dataclasses.dataclass(frozen=True)
+class Interaction:
+    """One boundary interaction on the tape.
+
+    Attributes:
+        index: Position on the tape, from 0.
+        channel: ``clock``, ``random``, ``env``, ``uuid``, ...
+        op: The function asked, for example ``time.time`` or ``environ.get``.
+        args: Encoded request arguments (a codec node of a tuple).
+        result: Encoded answer (codec node); for ``random`` the raw words or bytes drawn.
+        error: Encoded exception the call raised, or None.
+    """
+
+    index: int
+    channel: str
+    op: str
+    args: Any
+    result: Any
+    error: Any = None
+
+    def to_record(self) -> list[Any]:
+        """The msgpack record stored in the tape section."""
+        return [self.channel, self.op, self.args, self.result, self.error]
+
+    @classmethod
+    def from_record(cls, index: int, record: Any, path: str) -> Interaction:
+        """Build from a tape record; raises CorruptSnapshotError on a malformed one."""
+        if not (isinstance(record, list) and len(record) == 5 and isinstance(record[0], str)
+                and isinstance(record[1], str)):
+            raise CorruptSnapshotError(path, f"tape record {index} is malformed")
+        return cls(index, record[0], record[1], record[2], record[3], record[4])
+
+
+class Snapshot:
+    """An opened snapshot. Sections are read on first access and cached.
+
+    Attributes:
+        path: The file.
+        header: The uncompressed summary map.
+        version: (major, minor) of the file format.
+        size_bytes: File size.
+
+    Raises (on open and on section access):
+        SnapshotError subclasses; see :class:`replay.snapshot.format.SnapshotFile`.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], limits: ReadLimits = DEFAULT_LIMITS):
+        self._file = SnapshotFile(path, limits)
+        self.path = self._file.path
+        self.header: dict[str, Any] = self._file.header
+        self.version = self._file.version
+        self.size_bytes = self._file.size_bytes
+        self._cache: dict[int, list[Any]] = {}
+
+    def __enter__(self) -> Snapshot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the underlying file."""
+        self._file.close()
+
+    def _records(self, section: int) -> list[Any]:
+        if section not in self._cache:
+            self._cache[section] = list(self._file.iter_records(section))
+        return self._cache[section]
+
+    def _single(self, section: int) -> dict[str, Any]:
+        records = self._records(section)
+        if len(records) != 1 or not isinstance(records[0], dict):
+            name = Section.NAMES[section]
+            raise CorruptSnapshotError(self.path, f"the {name} section must hold exactly one map")
+        return records[0]  # type: ignore[no-any-return]
+
+    @property
+    def entry(self) -> dict[str, Any]:
+        """Entry point: module, qualname, file, args/kwargs nodes, project root, kind."""
+        return self._single(Section.ENTRY)
+
+    @property
+    def outcome(self) -> dict[str, Any]:
+        """Outcome: ``kind`` ("return" or "exception"), value or exception, duration_ns."""
+        return self._single(Section.OUTCOME)
+
+    @property
+    def environment(self) -> dict[str, Any]:
+        """Interpreter, platform, libraries, time zone, hash seed, sys.path of the recording."""
+        return self._single(Section.ENVIRONMENT)
+
+    @property
+    def tape(self) -> list[Interaction]:
+        """All interactions in order."""
+        return [Interaction.from_record(i, r, self.path) for i, r in enumerate(self._records(Section.TAPE))]
+
+    @property
+    def code_files(self) -> list[dict[str, Any]]:
+        """Application source files: path (relative to the project root), module, sha256, size, source."""
+        return [r for r in self._records(Section.CODE) if isinstance(r, dict)]
+
+    def channel_counts(self) -> Counter[str]:
+        """Interactions per channel."""
+        return Counter(i.channel for i in self.tape)
+
+
+def open_snapshot(path: str | os.PathLike[str], *, limits: ReadLimits = DEFAULT_LIMITS) -> Snapshot:
+    """Open a snapshot file for reading.
+
+    Args:
+        path: The ``.rsnap`` file. Only the preamble, header and index are read eagerly.
+        limits: Upper bounds applied while decoding untrusted input.
+
+    Returns:
+        A :class:`Snapshot`; use it as a context manager to close the file.
+
+    Raises:
+        SnapshotNotFoundError: ``path`` does not exist.
+        NotASnapshotError: the file does not start with the magic signature.
+        UnsupportedVersionError: the major version is not 1.
+        CorruptSnapshotError, TruncatedSnapshotError, SnapshotLimitError: see the format.
+    """
+    return Snapshot(path, limits)

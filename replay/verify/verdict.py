@@ -1,0 +1,200 @@
+"""Verdicts: does a snapshot reproduce, and what does a candidate do with it?
+
+The table is DESIGN.md section 6. A baseline replay (strict, recorded code) always runs
+first; a candidate verdict is only given for a snapshot whose baseline reproduces, so a
+FIXED verdict can never come from a snapshot that does not replay.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import os
+from typing import Any
+
+from replay.replayer.runner import DEFAULT_TIMEOUT_S, ReplayRun, run_replay
+from replay.snapshot import open_snapshot
+from replay.snapshot.codec import render
+
+
+class Verdict(str, enum.Enum):
+    """Result of verifying one snapshot against a candidate (public contract)."""
+
+    FIXED = "FIXED"
+    STILL_FAILING = "STILL_FAILING"
+    NEW_FAILURE = "NEW_FAILURE"
+    UNCHANGED = "UNCHANGED"
+    CHANGED = "CHANGED"
+    DIVERGED = "DIVERGED"
+    NOT_REPRODUCIBLE = "NOT_REPRODUCIBLE"
+    REPRODUCED = "REPRODUCED"  # `replay run`: the baseline matched the recording
+
+
+# Verdicts that fail a `replay verify` run by default; CHANGED and DIVERGED are reported only.
+FAILING_VERDICTS = frozenset({Verdict.STILL_FAILING, Verdict.NEW_FAILURE, Verdict.NOT_REPRODUCIBLE})
+
+
+@dataclasses.dataclass
+class VerifyResult:
+    """One snapshot's verdict with the evidence.
+
+    Attributes:
+        snapshot: Path of the snapshot.
+        verdict: The verdict.
+        reason: One or two sentences a person can act on.
+        entry: ``module:qualname`` of the entry point.
+        recorded: Short form of the recorded outcome.
+        observed: Short form of the candidate's (or baseline's) outcome.
+        divergence: First divergence map, if any.
+        changed_files: Application files whose code differs from the recording.
+        synthesized: Clock/random values invented for the candidate, per stream.
+        unconsumed: Recorded interactions the candidate never asked for.
+        warnings: Caveats (hash seed, time zone).
+        baseline: The baseline run, for reports.
+        candidate: The candidate run, if one ran.
+    """
+
+    snapshot: str
+    verdict: Verdict
+    reason: str
+    entry: str = ""
+    recorded: str = ""
+    observed: str = ""
+    divergence: dict[str, Any] | None = None
+    changed_files: list[str] = dataclasses.field(default_factory=list)
+    synthesized: dict[str, int] = dataclasses.field(default_factory=dict)
+    unconsumed: list[str] = dataclasses.field(default_factory=list)
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    baseline: ReplayRun | None = None
+    candidate: ReplayRun | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (the runs are summarised, not embedded whole)."""
+        out = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("baseline", "candidate")}
+        out["verdict"] = self.verdict.value
+        return out
+
+
+def summarize_outcome(outcome: dict[str, Any]) -> str:
+    """``ValueError('bad date') at billing/pricing.py:month_end`` or ``returned 42``."""
+    kind = outcome.get("kind")
+    if kind == "exception":
+        place = outcome.get("place")
+        where = f" in {place[0]}:{place[1]}" if place else ""
+        name = str(outcome.get("type", "?")).rpartition(":")[2]
+        return f"{name}({outcome.get('message', '')!r}){where}"
+    if kind == "return":
+        return f"returned {render(outcome.get('value'), width=200)}"
+    if kind == "diverged":
+        return "diverged"
+    return str(kind)
+
+
+def same_failure(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Same exception type raised at the same place (innermost application frame).
+
+    Line numbers are not compared: a fix moves lines. The place is the file (relative to
+    the code root) and the function's qualified name.
+    """
+    return (a.get("kind") == b.get("kind") == "exception" and a.get("type") == b.get("type")
+            and a.get("place") == b.get("place"))
+
+
+def _matches_recording(recorded: dict[str, Any], run: ReplayRun) -> tuple[bool, str]:
+    if run.status != "ok":
+        return False, run.reason or run.status
+    if run.divergence:
+        return False, f"the baseline replay diverged at interaction #{run.divergence['index']}: {run.divergence['reason']}"
+    observed = run.outcome
+    if recorded.get("kind") == "exception":
+        if same_failure(recorded, observed):
+            return True, ""
+        return False, f"recorded {summarize_outcome(recorded)}, baseline replay gave {summarize_outcome(observed)}"
+    if observed.get("kind") == "return" and observed.get("value") == recorded.get("value"):
+        return True, ""
+    return False, f"recorded {summarize_outcome(recorded)}, baseline replay gave {summarize_outcome(observed)}"
+
+
+def reproduce(snapshot: str | os.PathLike[str], *, timeout_s: float = DEFAULT_TIMEOUT_S) -> VerifyResult:
+    """Baseline replay against the recorded code: REPRODUCED or NOT_REPRODUCIBLE.
+
+    Raises:
+        SnapshotError: the file is missing or bad.
+    """
+    with open_snapshot(snapshot) as snap:
+        recorded = snap.outcome
+        entry = snap.header.get("entry", "")
+    run = run_replay(snapshot, mode="strict", timeout_s=timeout_s)
+    ok, why = _matches_recording(recorded, run)
+    return VerifyResult(
+        snapshot=os.fspath(snapshot),
+        verdict=Verdict.REPRODUCED if ok else Verdict.NOT_REPRODUCIBLE,
+        reason="the replay reproduced the recorded outcome" if ok else why,
+        entry=entry,
+        recorded=summarize_outcome(recorded),
+        observed=summarize_outcome(run.outcome) if run.outcome else run.status,
+        divergence=run.divergence,
+        warnings=run.warnings,
+        baseline=run,
+    )
+
+
+def verify(
+    snapshot: str | os.PathLike[str], code_dirs: list[str], *, timeout_s: float = DEFAULT_TIMEOUT_S
+) -> VerifyResult:
+    """Verify a candidate against one snapshot (DESIGN.md section 6).
+
+    Args:
+        snapshot: The ``.rsnap`` file.
+        code_dirs: Candidate code roots, first on ``sys.path``.
+        timeout_s: Limit per replay, in seconds.
+
+    Returns:
+        A :class:`VerifyResult`; NOT_REPRODUCIBLE when the baseline does not reproduce.
+
+    Raises:
+        SnapshotError: the file is missing or bad.
+        UsageError: a code directory does not exist.
+    """
+    base = reproduce(snapshot, timeout_s=timeout_s)
+    if base.verdict is Verdict.NOT_REPRODUCIBLE:
+        return base
+    with open_snapshot(snapshot) as snap:
+        recorded = snap.outcome
+        recorded_code = {f["path"]: f["sha256"] for f in snap.code_files}
+    run = run_replay(snapshot, mode="keyed", code_dirs=code_dirs, timeout_s=timeout_s)
+    changed = sorted(p for p, h in run.code.items() if recorded_code.get(p) != h)
+    result = VerifyResult(
+        snapshot=os.fspath(snapshot), verdict=Verdict.DIVERGED, reason="", entry=base.entry,
+        recorded=summarize_outcome(recorded), observed=summarize_outcome(run.outcome) if run.outcome else run.status,
+        divergence=run.divergence, changed_files=changed, synthesized=run.synthesized,
+        unconsumed=run.unconsumed, warnings=run.warnings, baseline=base.baseline, candidate=run,
+    )
+    result.verdict, result.reason = _judge(recorded, run)
+    return result
+
+
+def _judge(recorded: dict[str, Any], run: ReplayRun) -> tuple[Verdict, str]:
+    if run.status != "ok":
+        return Verdict.DIVERGED, f"the candidate could not be replayed: {run.reason or run.status}"
+    if run.divergence:
+        d = run.divergence
+        return Verdict.DIVERGED, (
+            f"the candidate asked {d['channel']} {d['op']}{d['asked']}, which the tape cannot answer "
+            f"({d['reason']}); the result is inconclusive"
+        )
+    observed = run.outcome
+    if recorded.get("kind") == "exception":
+        if observed.get("kind") == "return":
+            return Verdict.FIXED, f"the recorded {summarize_outcome(recorded)} no longer happens; the call {summarize_outcome(observed)}"
+        if same_failure(recorded, observed):
+            return Verdict.STILL_FAILING, f"the candidate still raises {summarize_outcome(observed)}"
+        return Verdict.NEW_FAILURE, f"the candidate raises {summarize_outcome(observed)} instead of {summarize_outcome(recorded)}"
+    if observed.get("kind") == "exception":
+        return Verdict.NEW_FAILURE, f"the call used to succeed; the candidate raises {summarize_outcome(observed)}"
+    if observed.get("value") == recorded.get("value"):
+        return Verdict.UNCHANGED, "same return value as recorded"
+    return Verdict.CHANGED, (
+        f"return value changed: recorded {render(recorded.get('value'), width=200)}, "
+        f"candidate {render(observed.get('value'), width=200)}"
+    )
