@@ -95,10 +95,19 @@ def _start(fn: Callable[..., Any], kind: str, args: tuple[Any, ...], kwargs: dic
 @overload
 def capture(fn: F, /) -> F: ...
 @overload
-def capture(*, on: str = "error", directory: str | os.PathLike[str] | None = None) -> Callable[[F], F]: ...
+def capture(*, on: str | None = None, directory: str | os.PathLike[str] | None = None) -> Callable[[F], F]: ...
 
 
-def capture(fn: Any = None, /, *, on: str = "error", directory: Any = None) -> Any:
+def _mode(on: str | None) -> str:
+    """The capture mode: the argument, else ``$REPLAY_CAPTURE``, else "error"."""
+    mode = on if on is not None else (os.environ.get("REPLAY_CAPTURE") or "error")
+    if mode not in MODES:
+        source = f"on={mode!r}" if on is not None else f"REPLAY_CAPTURE={mode!r}"
+        raise UsageError(f"capture {source}: expected one of {', '.join(MODES)}")
+    return mode
+
+
+def capture(fn: Any = None, /, *, on: str | None = None, directory: Any = None) -> Any:
     """Record calls of a function; write a snapshot when the call raises (or always).
 
     Usable bare (``@replay.capture``) or with options (``@replay.capture(on="always")``).
@@ -108,8 +117,9 @@ def capture(fn: Any = None, /, *, on: str = "error", directory: Any = None) -> A
 
     Args:
         fn: The entry point (a module-level function or method; sync or async).
-        on: ``"error"`` (default): write a snapshot only when the call raises an
-            ``Exception``; ``"always"``: write one for every call.
+        on: ``"error"``: write a snapshot only when the call raises an ``Exception``;
+            ``"always"``: write one for every call. Default: ``$REPLAY_CAPTURE`` when set
+            (read when the function is decorated), else ``"error"``.
         directory: Where snapshots go; default ``$REPLAY_DIR`` or ``./snapshots``.
 
     Returns:
@@ -119,8 +129,7 @@ def capture(fn: Any = None, /, *, on: str = "error", directory: Any = None) -> A
     Raises:
         UsageError: ``on`` is not one of "error", "always" (at decoration time).
     """
-    if on not in MODES:
-        raise UsageError(f"capture(on={on!r}): expected one of {', '.join(MODES)}")
+    on = _mode(on)
     if fn is None:
         return lambda f: capture(f, on=on, directory=directory)
     install()
@@ -189,17 +198,15 @@ class recording:  # noqa: N801 - used like a function: `with replay.recording():
     replayable (wrap the code in a function, or use ``@replay.capture``).
 
     Args:
-        on: ``"error"`` (default) or ``"always"``.
+        on: ``"error"`` or ``"always"``; default ``$REPLAY_CAPTURE``, else ``"error"``.
         directory: Where snapshots go; default ``$REPLAY_DIR`` or ``./snapshots``.
 
     Raises:
         UsageError: bad ``on`` value.
     """
 
-    def __init__(self, *, on: str = "error", directory: str | os.PathLike[str] | None = None):
-        if on not in MODES:
-            raise UsageError(f"recording(on={on!r}): expected one of {', '.join(MODES)}")
-        self.on = on
+    def __init__(self, *, on: str | None = None, directory: str | os.PathLike[str] | None = None):
+        self.on = _mode(on)
         self.directory = os.fspath(directory) if directory is not None else None
         self._token: Any = None
         self._entry: dict[str, Any] | None = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import re
 import sys
 import threading
 from typing import Any, Final
@@ -197,8 +198,36 @@ def extra_sys_path(root: str) -> list[str]:
     return out
 
 
+# Environment variables whose names look like secrets are withheld from the environment
+# record (their names are kept). Values read during the call are on the tape regardless.
+_SECRET_NAME = re.compile(
+    r"(?i)(secret|token|passw|pwd|api.?key|private|credential|auth|cookie|session|signature|"
+    r"dsn|database_url|conn.*str|_key$|^key$|access.?key)"
+)
+
+
+def environ_snapshot() -> tuple[dict[str, str], list[str]]:
+    """The process environment at capture time, minus secret-looking names.
+
+    A candidate that reads a variable the original call never read is answered from this
+    record (the value the process really had), instead of diverging.
+
+    Returns:
+        (variables, withheld names).
+    """
+    values: dict[str, str] = {}
+    withheld: list[str] = []
+    for name, value in dict(os.environ).items():
+        if _SECRET_NAME.search(name):
+            withheld.append(name)
+        else:
+            values[name] = value
+    return values, sorted(withheld)
+
+
 def environment(root: str, app_packages: set[str]) -> dict[str, Any]:
     """The environment record of a snapshot."""
+    environ, withheld = environ_snapshot()
     return {
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
@@ -214,4 +243,6 @@ def environment(root: str, app_packages: set[str]) -> dict[str, Any]:
         "libraries": library_versions(app_packages | {"replay"}),
         "timezone": local_timezone(),
         "hash_seed": hash_seed(),
+        "environ": environ,
+        "environ_withheld": withheld,
     }

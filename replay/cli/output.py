@@ -31,7 +31,7 @@ VERDICT_STYLE = {
 @functools.cache
 def console() -> Console:
     """Console for normal output (stdout)."""
-    return Console(highlight=False, soft_wrap=False)
+    return Console(highlight=False, soft_wrap=True)
 
 
 @functools.cache
@@ -184,6 +184,8 @@ def print_result(result: VerifyResult, *, verbose: bool = True) -> None:
     if result.synthesized:
         c.print(Text.assemble(("  synthesized: ", "dim"),
                               safe(", ".join(f"{k} x{v}" for k, v in result.synthesized.items()))))
+    if result.from_environment:
+        c.print(Text(f"  {result.from_environment} env read(s) answered from the recorded environment", style="dim"))
     if result.unconsumed:
         c.print(Text(f"  {len(result.unconsumed)} recorded interaction(s) not asked for by the candidate", style="dim"))
     for w in result.warnings:

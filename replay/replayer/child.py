@@ -165,7 +165,8 @@ def replay_once(request: dict[str, Any]) -> dict[str, Any]:
     sys.path[:0] = roots + extra
     install()
     resolver = _Resolver(entry.get("app_packages", []))
-    player = TapePlayer(snap.tape, request["mode"], int(header.get("snapshot_id", "0") or "0", 16), resolver)
+    player = TapePlayer(snap.tape, request["mode"], int(header.get("snapshot_id", "0") or "0", 16), resolver,
+                        environ=env.get("environ"), withheld=env.get("environ_withheld"))
     fn = _load_entry(entry, roots)
     decoder = Decoder(resolver)
     args = decoder.decode(entry["args"])
@@ -189,6 +190,7 @@ def replay_once(request: dict[str, Any]) -> dict[str, Any]:
         "unconsumed": [describe(i) for i in player.unconsumed()[:20]],
         "unconsumed_count": len(player.unconsumed()),
         "synthesized": player.synthesized,
+        "from_environment": player.from_environment,
         "code": _code_identity(roots),
         "code_dirs": code_dirs,
     }

@@ -37,6 +37,7 @@ class ReplayRun:
         unconsumed: Recorded interactions never asked for (rendered, at most 20).
         unconsumed_count: How many there were in all.
         synthesized: Clock/random values invented because the tape ran out, per stream.
+        from_environment: Env reads answered from the recorded environment, not the tape.
         code: sha256 of each application file the replay loaded, by relative path.
         reason: Why the replay could not run (status other than ok).
         warnings: Things the user should know (unknown hash seed, time zone guessed).
@@ -50,6 +51,7 @@ class ReplayRun:
     unconsumed: list[str] = dataclasses.field(default_factory=list)
     unconsumed_count: int = 0
     synthesized: dict[str, int] = dataclasses.field(default_factory=dict)
+    from_environment: int = 0
     code: dict[str, str] = dataclasses.field(default_factory=dict)
     reason: str = ""
     warnings: list[str] = dataclasses.field(default_factory=list)

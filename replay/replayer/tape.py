@@ -107,10 +107,17 @@ class TapePlayer:
         mode: ``"strict"`` or ``"keyed"``.
         seed: Seed for synthesized clock/random values (stable per snapshot).
         resolver: Which types answers may be rebuilt as.
+        environ: The recorded process environment (keyed mode answers env reads the tape
+            lacks from it: real recorded values, not inventions).
+        withheld: Names of variables whose values were withheld from ``environ``.
     """
 
-    def __init__(self, tape: list[Interaction], mode: str, seed: int, resolver: TypeResolver):
+    def __init__(self, tape: list[Interaction], mode: str, seed: int, resolver: TypeResolver,
+                 environ: dict[str, str] | None = None, withheld: list[str] | None = None):
         self.tape = tape
+        self.environ = environ
+        self.withheld = set(withheld or [])
+        self.from_environment = 0
         self.mode = mode
         self.resolver = resolver
         self.pos = 0
@@ -244,6 +251,8 @@ class TapePlayer:
             self.consumed.add(inter.index)
         else:
             queue = self._keyed.get(_key(channel, op, args_node))
+            if not queue and channel == "env" and self.environ is not None:
+                return self._from_environment(op, args, args_node)
             if not queue:
                 raise self._diverge(channel, op, args_node, "no recorded answer for this request", None)
             inter = queue.popleft()
@@ -255,6 +264,21 @@ class TapePlayer:
                 raise exc
             raise self._diverge(channel, op, args_node, f"the recorded exception cannot be rebuilt ({exc!r})", inter)
         return decoder.decode(inter.result)
+
+    def _from_environment(self, op: str, args: tuple[Any, ...], args_node: Any) -> Any:
+        assert self.environ is not None
+        names = sorted(set(self.environ) | self.withheld)
+        if op == "environ.get":
+            key = args[0]
+            if key in self.withheld:
+                raise self._diverge("env", op, args_node, "the variable's value was withheld from the snapshot "
+                                    "(secret-like name) and the original call never read it", None)
+            self.from_environment += 1
+            if key not in self.environ:
+                raise KeyError(key)
+            return self.environ[key]
+        self.from_environment += 1
+        return names if op == "environ.keys" else len(names)
 
     # ----------------------------------------------------------------- after the call
 

@@ -48,6 +48,7 @@ class VerifyResult:
         divergence: First divergence map, if any.
         changed_files: Application files whose code differs from the recording.
         synthesized: Clock/random values invented for the candidate, per stream.
+        from_environment: Env reads of the candidate answered from the recorded environment.
         unconsumed: Recorded interactions the candidate never asked for.
         warnings: Caveats (hash seed, time zone).
         baseline: The baseline run, for reports.
@@ -63,6 +64,7 @@ class VerifyResult:
     divergence: dict[str, Any] | None = None
     changed_files: list[str] = dataclasses.field(default_factory=list)
     synthesized: dict[str, int] = dataclasses.field(default_factory=dict)
+    from_environment: int = 0
     unconsumed: list[str] = dataclasses.field(default_factory=list)
     warnings: list[str] = dataclasses.field(default_factory=list)
     baseline: ReplayRun | None = None
@@ -168,6 +170,7 @@ def verify(
         snapshot=os.fspath(snapshot), verdict=Verdict.DIVERGED, reason="", entry=base.entry,
         recorded=summarize_outcome(recorded), observed=summarize_outcome(run.outcome) if run.outcome else run.status,
         divergence=run.divergence, changed_files=changed, synthesized=run.synthesized,
+        from_environment=run.from_environment,
         unconsumed=run.unconsumed, warnings=run.warnings, baseline=base.baseline, candidate=run,
     )
     result.verdict, result.reason = _judge(recorded, run)
