@@ -10,7 +10,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from replay.capture import capture, recording, stats  # noqa: E402
+import replay.capture as capture  # noqa: E402 - a callable module: @replay.capture works
+from replay.capture import recording, stats  # noqa: E402
 from replay.errors import ReplayError, SnapshotError  # noqa: E402
 
 __all__ = ["ReplayError", "SnapshotError", "__version__", "capture", "recording", "stats"]

@@ -37,7 +37,7 @@ def console() -> Console:
 @functools.cache
 def error_console() -> Console:
     """Console for errors (stderr)."""
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def safe(text: Any) -> Text:
@@ -172,6 +172,8 @@ def print_result(result: VerifyResult, *, verbose: bool = True) -> None:
         c.print(Text.assemble(("  recorded:  ", "dim"), safe(result.recorded)))
     if result.observed and result.verdict is not Verdict.REPRODUCED:
         c.print(Text.assemble(("  observed:  ", "dim"), safe(result.observed)))
+    for path, old, new in result.changes:
+        c.print(Text.assemble("    ", (path, "cyan"), ": ", (old, "red"), " -> ", (new, "green")))
     if result.divergence:
         d = result.divergence
         c.print(Text(f"  first divergence at interaction #{d['index']}: {d['reason']}", style="yellow"))

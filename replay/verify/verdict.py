@@ -15,6 +15,7 @@ from typing import Any
 from replay.replayer.runner import DEFAULT_TIMEOUT_S, ReplayRun, run_replay
 from replay.snapshot import open_snapshot
 from replay.snapshot.codec import render
+from replay.verify.valuediff import diff_values
 
 
 class Verdict(str, enum.Enum):
@@ -46,6 +47,7 @@ class VerifyResult:
         recorded: Short form of the recorded outcome.
         observed: Short form of the candidate's (or baseline's) outcome.
         divergence: First divergence map, if any.
+        changes: For CHANGED: (field path, recorded, candidate) renderings.
         changed_files: Application files whose code differs from the recording.
         synthesized: Clock/random values invented for the candidate, per stream.
         from_environment: Env reads of the candidate answered from the recorded environment.
@@ -62,6 +64,7 @@ class VerifyResult:
     recorded: str = ""
     observed: str = ""
     divergence: dict[str, Any] | None = None
+    changes: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
     changed_files: list[str] = dataclasses.field(default_factory=list)
     synthesized: dict[str, int] = dataclasses.field(default_factory=dict)
     from_environment: int = 0
@@ -174,6 +177,8 @@ def verify(
         unconsumed=run.unconsumed, warnings=run.warnings, baseline=base.baseline, candidate=run,
     )
     result.verdict, result.reason = _judge(recorded, run)
+    if result.verdict is Verdict.CHANGED:
+        result.changes = diff_values(recorded.get("value"), run.outcome.get("value"))
     return result
 
 
@@ -189,7 +194,7 @@ def _judge(recorded: dict[str, Any], run: ReplayRun) -> tuple[Verdict, str]:
     observed = run.outcome
     if recorded.get("kind") == "exception":
         if observed.get("kind") == "return":
-            return Verdict.FIXED, f"the recorded {summarize_outcome(recorded)} no longer happens; the call {summarize_outcome(observed)}"
+            return Verdict.FIXED, f"the recorded {summarize_outcome(recorded)} no longer happens; the call now returns"
         if same_failure(recorded, observed):
             return Verdict.STILL_FAILING, f"the candidate still raises {summarize_outcome(observed)}"
         return Verdict.NEW_FAILURE, f"the candidate raises {summarize_outcome(observed)} instead of {summarize_outcome(recorded)}"
@@ -197,7 +202,7 @@ def _judge(recorded: dict[str, Any], run: ReplayRun) -> tuple[Verdict, str]:
         return Verdict.NEW_FAILURE, f"the call used to succeed; the candidate raises {summarize_outcome(observed)}"
     if observed.get("value") == recorded.get("value"):
         return Verdict.UNCHANGED, "same return value as recorded"
-    return Verdict.CHANGED, (
-        f"return value changed: recorded {render(recorded.get('value'), width=200)}, "
-        f"candidate {render(observed.get('value'), width=200)}"
-    )
+    changes = diff_values(recorded.get("value"), observed.get("value"))
+    text = "; ".join(f"{path}: {old} -> {new}" for path, old, new in changes[:5])
+    more = f" (+{len(changes) - 5} more)" if len(changes) > 5 else ""
+    return Verdict.CHANGED, f"the return value changed: {text}{more}"
