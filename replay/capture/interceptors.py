@@ -100,11 +100,6 @@ _perf_counter_fn.__name__ = "perf_counter"
 _perf_counter_ns_fn.__name__ = "perf_counter_ns"
 
 
-def _wall_ns(op: str) -> int:
-    s = ACTIVE.get()
-    return _real_time_ns() if s is None else s.clock_ns(op, _real_time_ns)
-
-
 class _RealDateMeta(type):
     """Metaclass that keeps ``isinstance(real_date, datetime.date)`` true after the swap."""
 
@@ -128,7 +123,10 @@ class RecordedDate(_RealDate, metaclass=_RealDateMeta):
 
     @classmethod
     def today(cls) -> Any:
-        return cls.fromtimestamp(_wall_ns("date.today") / 1e9)
+        s = ACTIVE.get()
+        if s is None:
+            return super().today()
+        return cls.fromtimestamp(s.clock_ns("date.today", _real_time_ns) / 1e9)
 
 
 class RecordedDatetime(_RealDatetime, metaclass=_RealDatetimeMeta):
@@ -141,20 +139,26 @@ class RecordedDatetime(_RealDatetime, metaclass=_RealDatetimeMeta):
 
     @classmethod
     def now(cls, tz: Any = None) -> Any:
-        ns = _wall_ns("datetime.now")
-        secs, rest = divmod(ns, 1_000_000_000)
+        s = ACTIVE.get()
+        if s is None:
+            return super().now(tz)
+        secs, rest = divmod(s.clock_ns("datetime.now", _real_time_ns), 1_000_000_000)
         return cls.fromtimestamp(secs, tz).replace(microsecond=rest // 1000)
 
     @classmethod
     def utcnow(cls) -> Any:
-        ns = _wall_ns("datetime.utcnow")
-        secs, rest = divmod(ns, 1_000_000_000)
-        aware = _RealDatetime.fromtimestamp(secs, _dt.timezone.utc)
-        return cls(aware.year, aware.month, aware.day, aware.hour, aware.minute, aware.second, rest // 1000)
+        s = ACTIVE.get()
+        if s is None:
+            return cls.fromtimestamp(_real_time_ns() // 1000 / 1e6, _dt.timezone.utc).replace(tzinfo=None)
+        secs, rest = divmod(s.clock_ns("datetime.utcnow", _real_time_ns), 1_000_000_000)
+        return cls.fromtimestamp(secs, _dt.timezone.utc).replace(tzinfo=None, microsecond=rest // 1000)
 
     @classmethod
     def today(cls) -> Any:
-        return cls.fromtimestamp(_wall_ns("datetime.today") / 1e9)
+        s = ACTIVE.get()
+        if s is None:
+            return super().today()
+        return cls.fromtimestamp(s.clock_ns("datetime.today", _real_time_ns) / 1e9)
 
 
 for _cls, _name in ((RecordedDate, "date"), (RecordedDatetime, "datetime")):

@@ -26,6 +26,7 @@ log = logging.getLogger("replay.capture")
 MAX_INTERACTIONS: Final = 1_000_000
 MAX_LOCALS_FRAMES: Final = 8  # innermost application frames whose locals are kept
 _EMPTY_ARGS: Final = ["t"]
+_PRIMITIVES: Final = frozenset({str, bool, float, type(None)})  # ints may need the big-int form
 
 _stats_lock = threading.Lock()
 _stats: dict[str, int] = {"snapshots_written": 0, "capture_errors": 0}
@@ -64,6 +65,10 @@ class Recorder:
             self.tape.append(["meta", "truncated", _EMPTY_ARGS, None, None])
 
     def _encode(self, value: Any) -> Any:
+        if type(value) is tuple and all(type(v) in _PRIMITIVES for v in value):
+            return ["t", *value]  # the common case (env keys, sizes): no encoder needed
+        if type(value) in _PRIMITIVES:
+            return value
         enc = Encoder()
         try:
             node = enc.encode(value)
@@ -112,13 +117,19 @@ def relative_to_roots(file: str, roots: list[str]) -> str | None:
     return None
 
 
-def describe_exception(exc: BaseException, roots: str | list[str] | None) -> dict[str, Any]:
+def describe_exception(
+    exc: BaseException, roots: str | list[str] | None, app_modules: set[str] | None = None
+) -> dict[str, Any]:
     """The outcome record of an exception: type, message, traceback, failing frames' locals.
 
     Args:
         exc: The exception, with its ``__traceback__``.
         roots: Project root(s); frames under one are the application's, with paths relative
             to it. Frames of this package (the capture wrapper, the replay child) are dropped.
+        app_modules: When given, only files whose first path component (a top-level package
+            or module) is in this set count as the application's. A replay passes the
+            recorded application's top-level names, so a library installed in a candidate
+            code root is not mistaken for application code.
 
     Returns:
         A map with ``type``, ``message``, ``value`` (exact node), ``traceback`` (list of
@@ -138,6 +149,8 @@ def describe_exception(exc: BaseException, roots: str | list[str] | None) -> dic
         code = frame.f_code
         file = os.path.abspath(code.co_filename)
         rel = relative_to_roots(file, root_list)
+        if rel is not None and app_modules is not None and rel.split("/")[0].removesuffix(".py") not in app_modules:
+            rel = None
         out.append({
             "file": file,
             "path": rel,

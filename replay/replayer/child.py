@@ -87,14 +87,23 @@ def _load_entry(entry: dict[str, Any], roots: list[str]) -> Any:
     return getattr(target, api.ENTRY_ATTRIBUTE, target)
 
 
-def _code_identity(roots: list[str]) -> dict[str, str]:
+def _app_modules(entry: dict[str, Any]) -> set[str]:
+    """Top-level names of the recorded application (packages, modules, the script)."""
+    names = set(entry.get("app_packages") or [])
+    if entry.get("main_file"):
+        names.add(os.path.splitext(os.path.basename(entry["main_file"]))[0])
+    return names
+
+
+def _code_identity(roots: list[str], app_modules: set[str]) -> dict[str, str]:
+    """sha256 of each application file this replay loaded, by path relative to its root."""
     out = {}
     for module in list(sys.modules.values()):
         file = getattr(module, "__file__", None)
         if not isinstance(file, str) or not file.endswith(".py"):
             continue
         rel = relative_to_roots(os.path.abspath(file), roots)
-        if rel is None:
+        if rel is None or rel.split("/")[0].removesuffix(".py") not in app_modules:
             continue
         try:
             with open(file, "rb") as fh:
@@ -180,7 +189,7 @@ def replay_once(request: dict[str, Any]) -> dict[str, Any]:
     except ReplaySetupError:
         raise
     except Exception as exc:  # the application's own failure is the outcome
-        outcome = describe_exception(exc, roots)
+        outcome = describe_exception(exc, roots, _app_modules(entry))
     outcome["duration_ns"] = REAL["time.perf_counter_ns"]() - t0
     player.finish_strict()
     return {
@@ -191,7 +200,7 @@ def replay_once(request: dict[str, Any]) -> dict[str, Any]:
         "unconsumed_count": len(player.unconsumed()),
         "synthesized": player.synthesized,
         "from_environment": player.from_environment,
-        "code": _code_identity(roots),
+        "code": _code_identity(roots, _app_modules(entry)),
         "code_dirs": code_dirs,
     }
 
