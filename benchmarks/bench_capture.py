@@ -31,7 +31,7 @@ CASES: list[tuple[str, str, Callable[[], object]]] = [
     ("clock", "time.monotonic()", lambda: time.monotonic()),
     ("clock", "time.perf_counter_ns()", lambda: time.perf_counter_ns()),
     ("clock", "datetime.now()", lambda: dt.datetime.now()),
-    ("clock", "datetime.now(utc)", lambda: dt.datetime.now(dt.timezone.utc)),
+    ("clock", "datetime.now(utc)", lambda: dt.datetime.now(dt.UTC)),
     ("clock", "date.today()", lambda: dt.date.today()),
     ("random", "random.random()", lambda: random.random()),
     ("random", "random.randint(1, 6)", lambda: random.randint(1, 6)),

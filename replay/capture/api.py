@@ -149,7 +149,7 @@ def capture(fn: Any = None, /, *, on: str | None = None, directory: Any = None) 
                 result = await fn(*args, **kwargs)
             except Exception as exc:
                 ACTIVE.reset(token)
-                _finish(entry, rec, dirname, lambda: describe_exception(exc, entry and entry["project_root"]), t0)
+                _finish(entry, rec, dirname, lambda e=exc: describe_exception(e, entry and entry["project_root"]), t0)
                 raise
             except BaseException:
                 ACTIVE.reset(token)
@@ -174,7 +174,7 @@ def capture(fn: Any = None, /, *, on: str | None = None, directory: Any = None) 
             result = fn(*args, **kwargs)
         except Exception as exc:
             ACTIVE.reset(token)
-            _finish(entry, rec, dirname, lambda: describe_exception(exc, entry and entry["project_root"]), t0)
+            _finish(entry, rec, dirname, lambda e=exc: describe_exception(e, entry and entry["project_root"]), t0)
             raise
         except BaseException:
             ACTIVE.reset(token)
@@ -238,7 +238,7 @@ class recording:  # noqa: N801 - used like a function: `with replay.recording():
         self._token = None
         entry, rec = self._entry, self._rec
         if exc is not None and isinstance(exc, Exception):
-            _finish(entry, rec, self.directory, lambda: describe_exception(exc, entry and entry["project_root"]), self._t0)
+            _finish(entry, rec, self.directory, lambda e=exc: describe_exception(e, entry and entry["project_root"]), self._t0)
         elif exc is None and self.on == "always":
             _finish(entry, rec, self.directory, lambda: return_outcome(None), self._t0)
         return False

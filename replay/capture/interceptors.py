@@ -149,9 +149,9 @@ class RecordedDatetime(_RealDatetime, metaclass=_RealDatetimeMeta):
     def utcnow(cls) -> Any:
         s = ACTIVE.get()
         if s is None:
-            return cls.fromtimestamp(_real_time_ns() // 1000 / 1e6, _dt.timezone.utc).replace(tzinfo=None)
+            return cls.fromtimestamp(_real_time_ns() // 1000 / 1e6, _dt.UTC).replace(tzinfo=None)
         secs, rest = divmod(s.clock_ns("datetime.utcnow", _real_time_ns), 1_000_000_000)
-        return cls.fromtimestamp(secs, _dt.timezone.utc).replace(tzinfo=None, microsecond=rest // 1000)
+        return cls.fromtimestamp(secs, _dt.UTC).replace(tzinfo=None, microsecond=rest // 1000)
 
     @classmethod
     def today(cls) -> Any:

@@ -76,7 +76,7 @@ def show_snapshot(snap: Snapshot, *, max_interactions: int = 15, all_locals: boo
     """Print everything `replay show` shows."""
     h, entry, outcome, env = snap.header, snap.entry, snap.outcome, snap.environment
     c = console()
-    created = dt.datetime.fromtimestamp(h.get("created_at_ns", 0) / 1e9, dt.timezone.utc)
+    created = dt.datetime.fromtimestamp(h.get("created_at_ns", 0) / 1e9, dt.UTC)
     c.print(Panel(_kv([
         ("file", snap.path),
         ("size", f"{_size(snap.size_bytes)} ({snap.size_bytes} bytes)"),

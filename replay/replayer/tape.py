@@ -83,7 +83,7 @@ def describe(inter: Interaction) -> str:
 
 def _clock_text(op: str, ns: int) -> str:
     if CLOCK_STREAMS.get(op) == "wall":
-        stamp = _dt.datetime.fromtimestamp(ns // 1_000_000_000, _dt.timezone.utc)
+        stamp = _dt.datetime.fromtimestamp(ns // 1_000_000_000, _dt.UTC)
         return f"{ns} ns ({stamp:%Y-%m-%d %H:%M:%S}.{ns % 1_000_000_000 // 1000:06d} UTC)"
     return f"{ns} ns ({ns / 1e9:.6f} s)"
 

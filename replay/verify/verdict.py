@@ -18,7 +18,7 @@ from replay.snapshot.codec import render
 from replay.verify.valuediff import diff_values
 
 
-class Verdict(str, enum.Enum):
+class Verdict(enum.StrEnum):
     """Result of verifying one snapshot against a candidate (public contract)."""
 
     FIXED = "FIXED"

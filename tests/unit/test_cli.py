@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -90,7 +91,7 @@ def test_bad_snapshots_exit_3_and_name_the_file(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "notes.rsnap" in err and "byte 0" in err
     assert main(["run", str(tmp_path / "missing.rsnap")]) == ExitCode.BAD_SNAPSHOT
-    data = bytearray(open(snapshot_of("jan31-monthly"), "rb").read())
+    data = Path(snapshot_of("jan31-monthly")).read_bytes()
     truncated = tmp_path / "cut.rsnap"
     truncated.write_bytes(bytes(data[: len(data) // 2]))
     assert main(["verify", str(truncated), "--code", str(SAMPLES / "fixes" / "correct")]) == ExitCode.BAD_SNAPSHOT
