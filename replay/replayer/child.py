@@ -44,8 +44,9 @@ class _Resolver(TypeResolver):
         return super().resolve(path)
 
 
-def _extract_sources(files: list[dict[str, Any]]) -> str:
-    root = tempfile.mkdtemp(prefix="replay-src-")
+def _extract_sources(files: list[dict[str, Any]], workdir: str | None) -> str:
+    """Write the embedded sources under ``workdir`` (which the parent removes afterwards)."""
+    root = tempfile.mkdtemp(prefix="src-", dir=workdir)
     for record in files:
         source = record.get("source")
         rel = record.get("path", "")
@@ -169,7 +170,7 @@ def replay_once(request: dict[str, Any]) -> dict[str, Any]:
     code_dirs = [os.path.abspath(d) for d in request.get("code_dirs", [])]
     roots = list(code_dirs)
     if request.get("use_recorded_sources", True):
-        roots.append(_extract_sources(snap.code_files))
+        roots.append(_extract_sources(snap.code_files, request.get("workdir")))
     extra = [p for p in env.get("extra_sys_path", []) if os.path.isdir(p) and p not in roots]
     sys.path[:0] = roots + extra
     install()

@@ -119,13 +119,14 @@ def run_replay(
     with open_snapshot(snapshot) as snap:
         env, warnings = child_environment(snap.environment)
         snap.tape  # noqa: B018 - read and check the tape here, so a bad file fails in the parent
-    request = {
-        "snapshot": os.path.abspath(os.fspath(snapshot)),
-        "mode": mode,
-        "code_dirs": code_dirs,
-        "use_recorded_sources": use_recorded_sources,
-    }
     with tempfile.TemporaryDirectory(prefix="replay-run-") as tmp:
+        request = {
+            "snapshot": os.path.abspath(os.fspath(snapshot)),
+            "mode": mode,
+            "code_dirs": code_dirs,
+            "use_recorded_sources": use_recorded_sources,
+            "workdir": tmp,
+        }
         req_path = os.path.join(tmp, "request.msgpack")
         res_path = os.path.join(tmp, "result.msgpack")
         with open(req_path, "wb") as fh:
