@@ -38,8 +38,11 @@ MAIN_ALIAS = "__replay_main__"
 class _Resolver(TypeResolver):
     """Maps ``__main__`` type paths to the replayed script module."""
 
+    def is_application(self, path: str) -> bool:
+        return path.startswith(("__main__:", MAIN_ALIAS + ":")) or super().is_application(path)
+
     def resolve(self, path: str) -> type | None:
-        if path.startswith("__main__:"):
+        if isinstance(path, str) and path.startswith("__main__:"):
             path = MAIN_ALIAS + path[len("__main__") :]
         return super().resolve(path)
 

@@ -32,6 +32,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any, Final
 
+_PATH_CLASSES: Final = frozenset({"Path", "PosixPath", "WindowsPath", "PurePath", "PurePosixPath", "PureWindowsPath"})
 # Nodes with these tags are containers/objects that take an id (in pre-order).
 _ID_TAGS: Final = frozenset({"l", "t", "d", "s", "f", "ba", "dc", "nt", "obj", "exc"})
 _INT64_MIN: Final = -(2**63)
@@ -128,6 +129,8 @@ class Encoder:
         if cls is int:
             return v if _INT64_MIN <= v <= _UINT64_MAX else ["i", str(v)]
         if cls is str:
+            if not v.isascii() and not _utf8_ok(v):
+                return ["su", v.encode("utf-8", "surrogatepass")]  # lone surrogates (os.fsdecode)
             if not self.profile.exact and len(v) > self.profile.max_str:
                 return ["S", v[: self.profile.max_str], len(v)]
             return v
@@ -188,7 +191,7 @@ class Encoder:
         if isinstance(v, pathlib.PurePath):
             return ["path", cls.__name__, str(v)]
         if isinstance(v, range):
-            return ["range", v.start, v.stop, v.step]
+            return ["range", self._enc(v.start, depth), self._enc(v.stop, depth), self._enc(v.step, depth)]
         if isinstance(v, type):
             return ["type", type_path(v)]
         if isinstance(v, tuple) and hasattr(cls, "_fields"):
@@ -216,7 +219,7 @@ class Encoder:
             off = tz.utcoffset(None)
             name = tz.tzname(None)
             return ["tz", off.days * 86400 + off.seconds, off.microseconds,
-                    None if tz == _dt.timezone(off) else name]
+                    None if name == _dt.timezone(off).tzname(None) else name]
         key = getattr(tz, "key", None)
         if isinstance(key, str) and type(tz).__module__ == "zoneinfo":
             return ["zi", key]
@@ -230,15 +233,17 @@ class Encoder:
             message = str(v)
         except Exception:  # noqa: BLE001 - a broken __str__ must not stop encoding
             message = _address_repr(v)
+        args = [self._enc(a, depth + 1) for a in v.args]  # before attrs: the decoder's order
         attrs: list[Any] = []
         for name, val in getattr(v, "__dict__", {}).items():
             if not name.startswith("__"):
                 attrs.append(name)
                 attrs.append(self._enc(val, depth + 1))
-        args = [self._enc(a, depth + 1) for a in v.args]
         return ["exc", type_path(cls), args, message, attrs]
 
     def _plain_object(self, v: Any, cls: type, depth: int) -> Any:
+        if not _is_plain_class(cls):
+            return self._placeholder(v, "an operating-system resource or a type implemented in C")
         fields = getattr(v, "__dict__", None)
         slots = _slot_names(cls)
         if (fields is None and not slots) or cls.__module__ == "builtins":
@@ -274,8 +279,38 @@ def _stable(values: Iterable[Any]) -> list[Any]:
     items = list(values)
     try:
         return sorted(items)
-    except TypeError:
+    except Exception:  # noqa: BLE001 - unorderable (TypeError) or signalling (Decimal NaN)
         return items
+
+
+_HEAPTYPE: Final = 1 << 9  # Py_TPFLAGS_HEAPTYPE: set for classes defined in Python
+# Classes whose instances are live resources, not data, wherever they are implemented.
+_RESOURCE_TYPES: Final = (
+    ("io", "IOBase"), ("socket", "socket"), ("threading", "Thread"), ("subprocess", "Popen"),
+    ("asyncio", "AbstractEventLoop"), ("selectors", "BaseSelector"), ("ssl", "SSLContext"),
+    ("logging", "Logger"), ("logging", "Handler"), ("types", "ModuleType"),
+)
+
+
+def _is_plain_class(cls: type) -> bool:
+    """True for classes defined in Python whose instances are data, not resources."""
+    for base in cls.__mro__[:-1]:
+        if not base.__flags__ & _HEAPTYPE:
+            return False
+    for module_name, name in _RESOURCE_TYPES:
+        module = sys.modules.get(module_name)
+        resource = getattr(module, name, None) if module is not None else None
+        if isinstance(resource, type) and issubclass(cls, resource):
+            return False
+    return True
+
+
+def _utf8_ok(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def encode(value: Any, profile: Profile = EXACT) -> Any:
@@ -318,8 +353,14 @@ class TypeResolver:
     def __init__(self, app_packages: Iterable[str] = ()):
         self.app_packages = frozenset(app_packages)
 
+    def is_application(self, path: str) -> bool:
+        """True when ``path`` names a type of the application's own modules."""
+        return path.partition(":")[0].split(".")[0] in self.app_packages
+
     def resolve(self, path: str) -> type | None:
         """Return the class for ``path`` or None when it is not allowed or not found."""
+        if not isinstance(path, str):
+            return None
         module_name, _, qualname = path.partition(":")
         module = sys.modules.get(module_name)
         if module is None and module_name.split(".")[0] in self.app_packages:
@@ -353,14 +394,29 @@ class Decoder:
         self._refs: list[Any] = []
 
     def decode(self, node: Any) -> Any:
-        """Return the value for ``node``; unknown or disallowed types become :class:`Opaque`."""
-        return self._dec(node)
+        """Return the value for ``node``; unknown or disallowed types become :class:`Opaque`.
+
+        Never raises: a malformed node (from a damaged or hostile file) or one nested
+        deeper than the interpreter allows becomes an :class:`Opaque` as well.
+        """
+        try:
+            return self._dec(node)
+        except RecursionError:
+            return Opaque("?", "", "nested too deeply to rebuild")
+
+    def _dec(self, n: Any) -> Any:
+        try:
+            return self._dec_node(n)
+        except RecursionError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - malformed input never escapes as a crash
+            return Opaque("?", repr(n)[:80], f"malformed node ({type(exc).__name__})")
 
     def _reserve(self, value: Any) -> int:
         self._refs.append(value)
         return len(self._refs) - 1
 
-    def _dec(self, n: Any) -> Any:  # noqa: C901 - one dispatch table, kept flat
+    def _dec_node(self, n: Any) -> Any:  # noqa: C901 - one dispatch table, kept flat
         if not isinstance(n, list):
             return n
         if not n or not isinstance(n[0], str):
@@ -381,7 +437,8 @@ class Decoder:
             self._reserve(d)
             it = iter(n[1:])
             for k in it:
-                d[_hashable(self._dec(k))] = self._dec(next(it, None))
+                key = self._dec(k)  # key first: reference ids are numbered in pre-order
+                d[_hashable(key)] = self._dec(next(it, None))
             return d
         if tag == "s":
             s: set[Any] = set()
@@ -393,8 +450,8 @@ class Decoder:
             if tag == "nt":
                 cls = self.resolver.resolve(n[1])
                 items = [self._dec(x) for x in n[2:]]
-                value: Any = (cls._make(items) if cls is not None and hasattr(cls, "_make")
-                              else Opaque(n[1], repr(tuple(items))[:200], "type not allowed"))
+                ok = cls is not None and issubclass(cls, tuple) and hasattr(cls, "_make")
+                value: Any = cls._make(items) if ok else Opaque(n[1], repr(tuple(items))[:200], "type not allowed")
             else:
                 items = [self._dec(x) for x in n[1:]]
                 value = tuple(items) if tag == "t" else frozenset(_hashable(x) for x in items)
@@ -408,13 +465,15 @@ class Decoder:
             return int(n[1])
         if tag in ("S", "B"):
             return n[1]
+        if tag == "su":
+            return bytes(n[1]).decode("utf-8", "surrogatepass")
         return self._dec_value(tag, n)
 
     def _dec_value(self, tag: str, n: list[Any]) -> Any:  # noqa: C901
-        if tag == "dt":
-            return _DATETIME(*n[1:8], fold=n[8], tzinfo=self._tz(n[9]))
+        if tag == "dt":  # the current class: replay's recording subclass once installed
+            return _dt.datetime(*n[1:8], fold=n[8], tzinfo=self._tz(n[9]))
         if tag == "date":
-            return _DATE(*n[1:4])
+            return _dt.date(*n[1:4])
         if tag == "time":
             return _dt.time(*n[1:5], fold=n[5], tzinfo=self._tz(n[6]))
         if tag == "td":
@@ -426,16 +485,19 @@ class Decoder:
         if tag == "c":
             return complex(n[1], n[2])
         if tag == "path":
-            cls = getattr(pathlib, n[1], None)
-            return cls(n[2]) if isinstance(cls, type) else pathlib.PurePath(n[2])
+            cls = getattr(pathlib, n[1], None) if n[1] in _PATH_CLASSES else None
+            try:
+                return cls(n[2]) if cls is not None else pathlib.PurePath(n[2])
+            except NotImplementedError:  # a WindowsPath recorded on Windows, read elsewhere
+                return (pathlib.PureWindowsPath if "Windows" in n[1] else pathlib.PurePosixPath)(n[2])
         if tag == "range":
-            return range(n[1], n[2], n[3])
+            return range(self._dec(n[1]), self._dec(n[2]), self._dec(n[3]))
         if tag == "type":
             return self.resolver.resolve(n[1]) or Opaque(n[1], n[1], "type not allowed")
         if tag == "enum":
             cls = self.resolver.resolve(n[1])
             value = self._dec(n[2])
-            if cls is None:
+            if cls is None or not issubclass(cls, enum.Enum):
                 return Opaque(n[1], repr(value)[:200], "type not allowed")
             return cls(value)
         if tag in ("dc", "obj"):
@@ -457,11 +519,18 @@ class Decoder:
         if n[0] == "zi":
             import zoneinfo
 
-            return zoneinfo.ZoneInfo(n[1])
+            try:
+                return zoneinfo.ZoneInfo(n[1])
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"time zone {n[1]!r} is not known on this machine") from None
         return None
 
     def _object(self, n: list[Any]) -> Any:
         cls = self.resolver.resolve(n[1])
+        if cls is not None and not (
+            dataclasses.is_dataclass(cls) if n[0] == "dc" else self.resolver.is_application(n[1]) and _is_plain_class(cls)
+        ):
+            cls = None  # only dataclasses, and plain objects of the application, are rebuilt
         if cls is None:
             slot = self._reserve(None)
             fields = {n[i]: self._dec(n[i + 1]) for i in range(2, len(n) - 1, 2)}
@@ -512,16 +581,31 @@ def _short(path: str) -> str:
     return path.rpartition(":")[2]
 
 
-def render(node: Any, *, width: int = 300) -> str:  # noqa: C901 - mirrors the tag table
+def render(node: Any, *, width: int = 300) -> str:
     """Render a node as Python-like text for people, without importing anything.
 
     Args:
-        node: An encoded value (either profile).
+        node: An encoded value (either profile), possibly malformed.
         width: Characters kept; longer output ends with an ellipsis.
 
     Returns:
-        One line of text. Control characters are escaped (``repr`` of strings).
+        One line of printable text: control characters anywhere (values, type paths,
+        field names) are escaped. Never raises.
     """
+    try:
+        text = _render(node, width)
+    except RecursionError:
+        text = "<nested too deeply>"
+    except Exception:  # noqa: BLE001 - malformed nodes render as such
+        text = "<malformed>"
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    if len(text) <= width:
+        return text
+    return text[: width - 3] + "..." if width >= 3 else text[:width]
+
+
+def _render(node: Any, width: int) -> str:  # noqa: C901 - mirrors the tag table
     if not isinstance(node, list):
         text = repr(node)
     elif not node or not isinstance(node[0], str):
@@ -556,6 +640,8 @@ def render(node: Any, *, width: int = 300) -> str:  # noqa: C901 - mirrors the t
             text = repr(rest[0]) + f"... ({rest[1]} bytes)"
         elif tag == "i":
             text = str(rest[0])
+        elif tag == "su":
+            text = repr(bytes(rest[0]).decode("utf-8", "surrogatepass"))
         elif tag == "ba":
             text = f"bytearray({rest[0]!r})"
         elif tag == "@":
@@ -587,5 +673,5 @@ def render(node: Any, *, width: int = 300) -> str:  # noqa: C901 - mirrors the t
             text = f"<{_short(rest[0])} ...>"
         else:
             text = f"<{tag}?>"
-    return text if len(text) <= width else text[: width - 3] + "..."
+    return text
 

@@ -123,10 +123,10 @@ class SnapshotWriter:
             n = _tmp_counter
         directory, name = os.path.split(self.path)
         self._tmp = os.path.join(directory, f".{name}.{os.getpid()}.{n}.tmp")
+        head = _pack(header)  # before the file exists: a bad header leaves nothing behind
         self._file: BinaryIO = open(self._tmp, "wb")  # noqa: SIM115 - closed in close()/abort()
         self._cctx = zstandard.ZstdCompressor(level=level, write_checksum=True, write_content_size=True)
         self._frames: list[list[int]] = []
-        head = _pack(header)
         self._file.write(_PREAMBLE.pack(MAGIC, FORMAT_MAJOR, FORMAT_MINOR, 0, len(head), zlib.crc32(head)))
         self._file.write(head)
 
