@@ -13,7 +13,7 @@ import os
 import sys
 import types
 from collections.abc import Callable
-from typing import Any, Final, TypeVar, overload
+from typing import Any, Final, Literal, TypeVar, overload
 
 from replay.capture.boundary import ACTIVE
 from replay.capture.identity import project_root_of
@@ -69,12 +69,20 @@ def _entry_record(fn: Callable[..., Any], kind: str, args: tuple[Any, ...], kwar
     return entry
 
 
-def _finish(entry: dict[str, Any] | None, rec: Recorder, directory: str | None, outcome: Callable[[], dict[str, Any]], t0: int) -> None:
-    """Write the snapshot; never raises."""
+def _finish(
+    entry: dict[str, Any] | None,
+    rec: Recorder,
+    directory: str | None,
+    t0: int,
+    *,
+    exc: BaseException | None = None,
+    result: Any = None,
+) -> None:
+    """Write the snapshot of a finished call (``exc`` raised, or ``result`` returned); never raises."""
     try:
         if entry is None:
             return
-        record = outcome()
+        record = describe_exception(exc, entry["project_root"]) if exc is not None else return_outcome(result)
         record["duration_ns"] = REAL["time.perf_counter_ns"]() - t0
         path = write_snapshot(directory=snapshot_directory(directory), entry=entry, recorder=rec, outcome=record)
         log.info("replay: snapshot written to %s", path)
@@ -92,12 +100,6 @@ def _start(fn: Callable[..., Any], kind: str, args: tuple[Any, ...], kwargs: dic
         return None
 
 
-@overload
-def capture(fn: F, /) -> F: ...
-@overload
-def capture(*, on: str | None = None, directory: str | os.PathLike[str] | None = None) -> Callable[[F], F]: ...
-
-
 def _mode(on: str | None) -> str:
     """The capture mode: the argument, else ``$REPLAY_CAPTURE``, else "error"."""
     mode = on if on is not None else (os.environ.get("REPLAY_CAPTURE") or "error")
@@ -105,6 +107,12 @@ def _mode(on: str | None) -> str:
         source = f"on={mode!r}" if on is not None else f"REPLAY_CAPTURE={mode!r}"
         raise UsageError(f"capture {source}: expected one of {', '.join(MODES)}")
     return mode
+
+
+@overload
+def capture(fn: F, /) -> F: ...
+@overload
+def capture(*, on: str | None = None, directory: str | os.PathLike[str] | None = None) -> Callable[[F], F]: ...
 
 
 def capture(fn: Any = None, /, *, on: str | None = None, directory: Any = None) -> Any:
@@ -131,7 +139,7 @@ def capture(fn: Any = None, /, *, on: str | None = None, directory: Any = None) 
     """
     on = _mode(on)
     if fn is None:
-        return lambda f: capture(f, on=on, directory=directory)
+        return functools.partial(capture, on=on, directory=directory)
     install()
     dirname = os.fspath(directory) if directory is not None else None
 
@@ -149,14 +157,14 @@ def capture(fn: Any = None, /, *, on: str | None = None, directory: Any = None) 
                 result = await fn(*args, **kwargs)
             except Exception as exc:
                 ACTIVE.reset(token)
-                _finish(entry, rec, dirname, lambda e=exc: describe_exception(e, entry and entry["project_root"]), t0)
+                _finish(entry, rec, dirname, t0, exc=exc)
                 raise
             except BaseException:
                 ACTIVE.reset(token)
                 raise
             ACTIVE.reset(token)
             if on == "always":
-                _finish(entry, rec, dirname, lambda: return_outcome(result), t0)
+                _finish(entry, rec, dirname, t0, result=result)
             return result
 
         setattr(async_wrapper, ENTRY_ATTRIBUTE, fn)
@@ -174,14 +182,14 @@ def capture(fn: Any = None, /, *, on: str | None = None, directory: Any = None) 
             result = fn(*args, **kwargs)
         except Exception as exc:
             ACTIVE.reset(token)
-            _finish(entry, rec, dirname, lambda e=exc: describe_exception(e, entry and entry["project_root"]), t0)
+            _finish(entry, rec, dirname, t0, exc=exc)
             raise
         except BaseException:
             ACTIVE.reset(token)
             raise
         ACTIVE.reset(token)
         if on == "always":
-            _finish(entry, rec, dirname, lambda: return_outcome(result), t0)
+            _finish(entry, rec, dirname, t0, result=result)
         return result
 
     setattr(wrapper, ENTRY_ATTRIBUTE, fn)
@@ -228,7 +236,7 @@ class recording:  # noqa: N801 - used like a function: `with replay.recording():
         self._token = ACTIVE.set(self._rec)
         return self
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: types.TracebackType | None) -> bool:
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: types.TracebackType | None) -> Literal[False]:
         if self._replaying and block_replay_hook is not None:
             block_replay_hook("exit", exc)
             raise BlockFinished()
@@ -238,9 +246,9 @@ class recording:  # noqa: N801 - used like a function: `with replay.recording():
         self._token = None
         entry, rec = self._entry, self._rec
         if exc is not None and isinstance(exc, Exception):
-            _finish(entry, rec, self.directory, lambda e=exc: describe_exception(e, entry and entry["project_root"]), self._t0)
+            _finish(entry, rec, self.directory, self._t0, exc=exc)
         elif exc is None and self.on == "always":
-            _finish(entry, rec, self.directory, lambda: return_outcome(None), self._t0)
+            _finish(entry, rec, self.directory, self._t0, result=None)
         return False
 
 
