@@ -25,7 +25,7 @@ log = logging.getLogger("replay.capture")
 
 MAX_INTERACTIONS: Final = 1_000_000
 MAX_LOCALS_FRAMES: Final = 8  # innermost application frames whose locals are kept
-_EMPTY_ARGS: Final = ["t"]
+_EMPTY_ARGS: Final = ("t",)
 _PRIMITIVES: Final = frozenset({str, bool, float, type(None)})  # ints may need the big-int form
 
 _stats_lock = threading.Lock()
@@ -53,22 +53,26 @@ class Recorder:
     """
 
     def __init__(self, max_interactions: int = MAX_INTERACTIONS):
-        self.tape: list[list[Any]] = []
+        # Records are tuples: tuples of atoms are untracked by the cyclic GC, so a long tape
+        # does not make every later collection slower. msgpack writes them as arrays.
+        self.tape: list[tuple[Any, ...]] = []
         self.reasons: list[str] = []
         self.max_interactions = max_interactions
 
-    def _append(self, record: list[Any]) -> None:
+    def _append(self, record: tuple[Any, ...]) -> None:
         if len(self.tape) < self.max_interactions:
             self.tape.append(record)
         elif len(self.tape) == self.max_interactions:
             self.reasons.append(f"tape limit of {self.max_interactions} interactions reached")
-            self.tape.append(["meta", "truncated", _EMPTY_ARGS, None, None])
+            self.tape.append(("meta", "truncated", _EMPTY_ARGS, None, None))
 
     def _encode(self, value: Any) -> Any:
         if type(value) is tuple and all(type(v) in _PRIMITIVES for v in value):
-            return ["t", *value]  # the common case (env keys, sizes): no encoder needed
+            return ("t", *value)  # the common case (env keys, sizes): no encoder needed
         if type(value) in _PRIMITIVES:
             return value
+        if type(value) is KeyError and len(value.args) == 1 and type(value.args[0]) is str and not value.__dict__:
+            return ("exc", "builtins:KeyError", [value.args[0]], repr(value.args[0]), [])  # a missing env key
         enc = Encoder()
         try:
             node = enc.encode(value)
@@ -80,26 +84,26 @@ class Recorder:
 
     def clock_ns(self, op: str, real: Callable[[], int]) -> int:
         value = real()
-        self._append(["clock", op, _EMPTY_ARGS, value, None])
+        self._append(("clock", op, _EMPTY_ARGS, value, None))
         return value
 
     def mt_words(self, op: str, args: tuple[Any, ...], count: int, real: Callable[[], int]) -> list[int]:
         words = [real() for _ in range(count)]
-        self._append(["random", op, ["t", *args], words, None])
+        self._append(("random", op, ("t", *args), tuple(words), None))
         return words
 
     def urandom(self, op: str, size: int, real: Callable[[int], bytes]) -> bytes:
         data = real(size)
-        self._append(["random", op, ["t", size], data, None])
+        self._append(("random", op, ("t", size), data, None))
         return data
 
     def call(self, channel: str, op: str, args: tuple[Any, ...], real: Callable[[], Any]) -> Any:
         try:
             result = real()
         except Exception as exc:
-            self._append([channel, op, self._encode(args), None, self._encode(exc)])
+            self._append((channel, op, self._encode(args), None, self._encode(exc)))
             raise
-        self._append([channel, op, self._encode(args), self._encode(result), None])
+        self._append((channel, op, self._encode(args), self._encode(result), None))
         return result
 
 

@@ -228,3 +228,16 @@ def test_calls_outside_a_recording_are_not_recorded_and_values_are_real():
     b = time.time()
     assert b >= a
     assert abs(a - time.time_ns() / 1e9) < 5
+
+
+@pytest.mark.parametrize("value", [("HOME",), ("a", None, 1.5, True), "text", None, KeyError("MISSING"),
+                                   (1, 2**70), KeyError(3), ValueError("x")])
+def test_recorder_fast_paths_encode_exactly_like_the_codec(value):
+    import msgpack
+
+    from replay.snapshot.codec import encode
+
+    def norm(node):
+        return msgpack.unpackb(msgpack.packb(node, use_bin_type=True), raw=False)
+
+    assert norm(recorder.Recorder()._encode(value)) == norm(encode(value))
