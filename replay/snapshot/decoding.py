@@ -186,11 +186,12 @@ class Decoder:
         if tag == "c":
             return complex(n[1], n[2])
         if tag == "path":
-            cls = getattr(pathlib, n[1], None) if n[1] in _PATH_CLASSES else None
-            try:
-                return cls(n[2]) if cls is not None else pathlib.PurePath(n[2])
-            except NotImplementedError:  # a WindowsPath recorded on Windows, read elsewhere
-                return (pathlib.PureWindowsPath if "Windows" in n[1] else pathlib.PurePosixPath)(n[2])
+            name = n[1] if n[1] in _PATH_CLASSES else "PurePath"
+            # A concrete path of the other OS family (WindowsPath read on Linux) cannot be
+            # instantiated here: rebuild its pure counterpart instead.
+            if name in ("WindowsPath", "PosixPath") and name != type(pathlib.Path()).__name__:
+                name = "Pure" + name
+            return getattr(pathlib, name)(n[2])
         if tag == "range":
             return range(self._dec(n[1]), self._dec(n[2]), self._dec(n[3]))
         if tag == "type":
