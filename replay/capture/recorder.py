@@ -19,7 +19,8 @@ from typing import Any, Final
 from replay.capture import identity
 from replay.capture.interceptors import REAL
 from replay.snapshot.codec import DISPLAY, Encoder, encode, type_path
-from replay.snapshot.format import Section, SnapshotWriter
+from replay.snapshot.format import Section
+from replay.snapshot.writer import SnapshotWriter
 
 log = logging.getLogger("replay.capture")
 

@@ -1,6 +1,6 @@
-"""The .rsnap container: preamble, header, zstd frames of msgpack records, index, trailer.
+"""The .rsnap container: layout constants, read limits, and the checked frame decoder.
 
-Byte layout (version 1.0; little-endian; the normative text is docs/snapshot-format.md)::
+Byte layout (version 1.1; little-endian; the normative text is docs/snapshot-format.md)::
 
     0   magic        8 bytes  b"\\x89RSN\\r\\n\\x1a\\n"
     8   major        u16
@@ -11,47 +11,57 @@ Byte layout (version 1.0; little-endian; the normative text is docs/snapshot-for
     24  header       msgpack map, uncompressed (what `replay show` needs first)
     ..  frames       repeated: section u8, records u32, size u32, then one zstd frame
                      (content size and checksum on) holding `records` msgpack objects
-    ..  index        msgpack map {"frames": [[offset, section, records, size], ...]}
+    ..  index        msgpack map {"frames": [[offset, section, records, size], ...],
+                                  "header": {...}}  (final header keys, 1.1)
     -24 trailer      index_offset u64, index_len u32, index_crc u32, b"RSNAPEND"
 
-Everything read from a file is bounded by :class:`ReadLimits` and every failure is a
-:class:`replay.errors.SnapshotError` naming the file and the byte offset.
+The writer is :class:`replay.snapshot.writer.SnapshotWriter`, the reader
+:class:`replay.snapshot.reader.SnapshotFile`, recovery and validation live in
+:mod:`replay.snapshot.recovery`. Everything read from a file is bounded by
+:class:`ReadLimits` and every failure is a :class:`replay.errors.SnapshotError` naming the
+file and the byte offset. Nothing here imports, evaluates or unpickles anything named in a
+file.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
+import itertools
+import re
 import struct
-import threading
-import zlib
-from collections.abc import Iterable, Iterator
-from typing import Any, BinaryIO, Final
+from collections.abc import Callable
+from typing import Any, Final, NamedTuple
 
 import msgpack
 import zstandard
 
 from replay.errors import (
     CorruptSnapshotError,
-    NotASnapshotError,
-    SnapshotError,
     SnapshotLimitError,
-    SnapshotNotFoundError,
     TruncatedSnapshotError,
-    UnsupportedVersionError,
 )
 
 MAGIC: Final = b"\x89RSN\r\n\x1a\n"
 TRAILER_MAGIC: Final = b"RSNAPEND"
 FORMAT_MAJOR: Final = 1
-FORMAT_MINOR: Final = 0
-_PREAMBLE: Final = struct.Struct("<8sHHIII")
-_FRAME_HEAD: Final = struct.Struct("<BII")
-_TRAILER: Final = struct.Struct("<QII8s")
+FORMAT_MINOR: Final = 1
+PREAMBLE: Final = struct.Struct("<8sHHIII")
+FRAME_HEAD: Final = struct.Struct("<BII")
+TRAILER: Final = struct.Struct("<QII8s")
+
+FRAME_TARGET_BYTES: Final = 256 << 10
+"""Uncompressed bytes of records after which the writer closes a frame."""
+FRAME_TARGET_RECORDS: Final = 65536
+"""Records after which the writer closes a frame (bounds the cost of reaching one record)."""
+MSGPACK_MAX_DEPTH: Final = 1024
+"""Nesting depth msgpack's C parser accepts (its fixed stack; deeper input is refused)."""
 
 
 class Section:
-    """Section ids of format 1 (a frame belongs to exactly one section)."""
+    """Section ids of format 1 (a frame belongs to exactly one section).
+
+    Readers skip sections they do not know, so a minor version may add ids.
+    """
 
     ENTRY: Final = 1  # one record: the entry point and its encoded arguments
     TAPE: Final = 2  # one record per interaction, in order
@@ -61,298 +71,214 @@ class Section:
 
     NAMES: Final = {1: "entry", 2: "tape", 3: "outcome", 4: "code", 5: "environment"}
 
+    @classmethod
+    def name(cls, section: int) -> str:
+        """Readable name of a section id (``section-N`` for ids this reader does not know)."""
+        return cls.NAMES.get(section, f"section-{section}")
+
+
+class FrameInfo(NamedTuple):
+    """One entry of the frame index.
+
+    Attributes:
+        offset: Byte offset of the frame head in the file.
+        section: Section id.
+        records: Number of msgpack records in the frame.
+        size: Compressed payload size in bytes (the zstd frame, after the 9-byte head).
+    """
+
+    offset: int
+    section: int
+    records: int
+    size: int
+
 
 @dataclasses.dataclass(frozen=True)
 class ReadLimits:
     """Upper bounds on everything read from a snapshot (files may come from strangers).
 
-    Defaults follow ../shared/research/anchors-capture-security.md section 10.4.
+    Defaults follow ../shared/research/anchors-capture-security.md section 10.4, relaxed
+    where a real snapshot needs more (a frame holds one record whole, and a record can be a
+    large argument); sizes are bytes.
 
     Attributes:
-        max_header_bytes: Size of the uncompressed header.
-        max_index_bytes: Size of the index.
-        max_frame_bytes: Compressed size of one frame.
-        max_frame_content_bytes: Decompressed size of one frame (checked before decompressing).
-        max_total_content_bytes: Decompressed bytes read from one file in total.
-        max_window_bytes: zstd window size accepted.
-        max_records_per_frame: msgpack objects in one frame.
+        max_header_bytes: Size of the uncompressed header (1 MiB).
+        max_index_bytes: Size of the index (64 MiB).
+        max_frames: Frames listed in the index, or found by recovery (1,048,576).
+        max_frame_bytes: Compressed size of one frame (64 MiB).
+        max_frame_content_bytes: Decompressed size of one frame, checked before decompressing
+            (64 MiB).
+        max_total_content_bytes: Decompressed bytes read from one open file, each frame
+            counted once however often it is read (4 GiB).
+        max_window_bytes: zstd window size accepted, passed to the decompressor (8 MiB, the
+            size RFC 8878 asks every decoder to support).
+        max_records_per_frame: msgpack objects in one frame (1,048,576).
+        max_container_items: Items of one msgpack array or map (4,194,304); strings and
+            bytes are capped by the frame's size.
     """
 
     max_header_bytes: int = 1 << 20
-    max_index_bytes: int = 16 << 20
+    max_index_bytes: int = 64 << 20
+    max_frames: int = 1 << 20
     max_frame_bytes: int = 64 << 20
     max_frame_content_bytes: int = 64 << 20
-    max_total_content_bytes: int = 1 << 30
-    max_window_bytes: int = 1 << 27
+    max_total_content_bytes: int = 4 << 30
+    max_window_bytes: int = 8 << 20
     max_records_per_frame: int = 1 << 20
+    max_container_items: int = 1 << 22
 
 
 DEFAULT_LIMITS: Final = ReadLimits()
-FRAME_TARGET_BYTES: Final = 256 << 10  # uncompressed bytes per frame before a new one starts
 
 
-def _pack(obj: Any) -> bytes:
+# A breaking change bumps FORMAT_MAJOR and registers here how records of the older major
+# become records of the current one: MIGRATIONS[old_major](section, record) -> record.
+# Format 1 is the first major, so nothing is registered yet; the reader applies the step to
+# every record it returns from an older-major file (see docs/snapshot-format.md).
+Migration = Callable[[int, Any], Any]
+MIGRATIONS: dict[int, Migration] = {}
+
+
+def pack(obj: Any) -> bytes:
+    """msgpack bytes of ``obj`` as the format stores it (bin type for bytes)."""
     return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
 
 
-_tmp_counter = 0
-_tmp_lock = threading.Lock()
+def _reject_ext(code: int, data: bytes) -> Any:
+    raise ValueError(f"msgpack extension type {code} is not used by the format")
 
 
-class SnapshotWriter:
-    """Write a snapshot: header first, then sections, then the index; atomically.
+_LIMIT_MESSAGE = re.compile(r"(\d+) exceeds (max_\w+)\((\d+)\)")
 
-    The data goes to a temporary file in the target directory, which is fsynced and renamed
-    over ``path`` by :meth:`close`; the directory is fsynced too. Until then no file exists
-    under the final name. Not thread-safe.
 
-    Args:
-        path: Final file name (``.rsnap``).
-        header: Small summary map, stored uncompressed (str keys; msgpack-native values).
-        level: zstd compression level.
+def unpacker(size: int, limits: ReadLimits) -> msgpack.Unpacker:
+    """A fresh msgpack unpacker for ``size`` bytes of untrusted input.
 
-    Raises:
-        OSError: the directory cannot be written.
+    Every length is capped (strings and bytes by ``size``, containers by
+    ``limits.max_container_items``), map keys must be strings, extension types are refused
+    and nesting is capped by msgpack at :data:`MSGPACK_MAX_DEPTH`. Never reuse one after an
+    error (msgpack GHSA-6v7p-g79w-8964): callers build one per frame.
     """
-
-    def __init__(self, path: str | os.PathLike[str], header: dict[str, Any], *, level: int = 3):
-        global _tmp_counter
-        self.path = os.fspath(path)
-        with _tmp_lock:
-            _tmp_counter += 1
-            n = _tmp_counter
-        directory, name = os.path.split(self.path)
-        self._tmp = os.path.join(directory, f".{name}.{os.getpid()}.{n}.tmp")
-        head = _pack(header)  # before the file exists: a bad header leaves nothing behind
-        self._file: BinaryIO = open(self._tmp, "wb")  # noqa: SIM115 - closed in close()/abort()
-        self._cctx = zstandard.ZstdCompressor(level=level, write_checksum=True, write_content_size=True)
-        self._frames: list[list[int]] = []
-        self._file.write(_PREAMBLE.pack(MAGIC, FORMAT_MAJOR, FORMAT_MINOR, 0, len(head), zlib.crc32(head)))
-        self._file.write(head)
-
-    def write_section(self, section: int, records: Iterable[Any]) -> None:
-        """Append records to a section, in frames of about ``FRAME_TARGET_BYTES``."""
-        batch: list[bytes] = []
-        size = 0
-        for record in records:
-            data = _pack(record)
-            batch.append(data)
-            size += len(data)
-            if size >= FRAME_TARGET_BYTES:
-                self._write_frame(section, batch)
-                batch, size = [], 0
-        if batch:
-            self._write_frame(section, batch)
-
-    def _write_frame(self, section: int, batch: list[bytes]) -> None:
-        payload = self._cctx.compress(b"".join(batch))
-        offset = self._file.tell()
-        self._file.write(_FRAME_HEAD.pack(section, len(batch), len(payload)))
-        self._file.write(payload)
-        self._frames.append([offset, section, len(batch), len(payload)])
-
-    def close(self) -> str:
-        """Write index and trailer, fsync, rename into place; return the final path."""
-        index = _pack({"frames": self._frames})
-        offset = self._file.tell()
-        self._file.write(index)
-        self._file.write(_TRAILER.pack(offset, len(index), zlib.crc32(index), TRAILER_MAGIC))
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        os.replace(self._tmp, self.path)
-        _fsync_dir(os.path.dirname(self.path) or ".")
-        return self.path
-
-    def abort(self) -> None:
-        """Drop the temporary file; nothing appears under the final name."""
-        try:
-            self._file.close()
-        finally:
-            if os.path.exists(self._tmp):
-                os.unlink(self._tmp)
+    n = max(size, 1)
+    items = min(n, limits.max_container_items)
+    return msgpack.Unpacker(
+        raw=False, strict_map_key=True, use_list=True, max_buffer_size=n, max_str_len=n, max_bin_len=n,
+        max_array_len=items, max_map_len=items, max_ext_len=0, ext_hook=_reject_ext,
+    )
 
 
-def _fsync_dir(directory: str) -> None:
+def msgpack_error(path: str, what: str, exc: Exception, offset: int) -> CorruptSnapshotError | SnapshotLimitError:
+    """Turn a msgpack exception into the matching snapshot error."""
+    if isinstance(exc, msgpack.exceptions.StackError):
+        return SnapshotLimitError(path, f"nesting depth of the {what}", MSGPACK_MAX_DEPTH + 1, MSGPACK_MAX_DEPTH, offset=offset)
+    found = _LIMIT_MESSAGE.search(str(exc))
+    if found and found.group(2) in ("max_array_len", "max_map_len"):
+        return SnapshotLimitError(path, f"container items in the {what}", int(found.group(1)), int(found.group(3)), offset=offset)
+    return CorruptSnapshotError(path, f"{what} is not valid msgpack ({type(exc).__name__}: {exc})", offset=offset)
+
+
+def unpack_one(path: str, raw: bytes, offset: int, what: str, limits: ReadLimits) -> Any:
+    """Decode exactly one msgpack object filling ``raw``; errors name ``offset``."""
+    u = unpacker(len(raw), limits)
+    u.feed(raw)
     try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        value = u.unpack()
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise msgpack_error(path, what, exc, offset) from exc
+    if u.tell() != len(raw):
+        raise CorruptSnapshotError(path, f"{what} has trailing bytes", offset=offset + u.tell())
+    return value
 
 
-class SnapshotFile:
-    """Low-level reader: validates the preamble, header, trailer and index on open.
+def check_frame_head(path: str, head: tuple[int, int, int], offset: int, limits: ReadLimits) -> None:
+    """Check a frame head (section, records, size) against the limits before reading on."""
+    section, count, size = head
+    if section == 0:
+        raise CorruptSnapshotError(path, "frame head names section 0", offset=offset)
+    if size > limits.max_frame_bytes:
+        raise SnapshotLimitError(path, "frame size", size, limits.max_frame_bytes, offset=offset)
+    if count > limits.max_records_per_frame:
+        raise SnapshotLimitError(path, "records per frame", count, limits.max_records_per_frame, offset=offset)
 
-    Only the preamble, header, trailer and index are read eagerly; frames are read and
-    decompressed when a section is asked for. Use as a context manager.
+
+def frame_content(path: str, payload: bytes, offset: int, limits: ReadLimits) -> bytes:
+    """Decompress one zstd frame after checking its parameters against ``limits``.
 
     Args:
-        path: The snapshot file.
-        limits: Bounds applied to everything read.
+        path: File name for errors.
+        payload: Exactly the frame's bytes.
+        offset: Byte offset of ``payload`` in the file.
+        limits: Bounds; content size and window are checked before any decompression, and
+            decompression is capped at the declared content size.
+
+    Returns:
+        The decompressed content, its zstd content checksum verified.
 
     Raises:
-        SnapshotNotFoundError, NotASnapshotError, UnsupportedVersionError,
         CorruptSnapshotError, TruncatedSnapshotError, SnapshotLimitError.
     """
+    try:
+        params = zstandard.get_frame_parameters(payload)
+    except zstandard.ZstdError as exc:
+        raise CorruptSnapshotError(path, f"bad zstd frame header ({exc})", offset=offset) from exc
+    content = params.content_size
+    if content in (zstandard.CONTENTSIZE_UNKNOWN, zstandard.CONTENTSIZE_ERROR):
+        raise CorruptSnapshotError(path, "zstd frame without a content size", offset=offset)
+    if content > limits.max_frame_content_bytes:
+        raise SnapshotLimitError(path, "frame content size", content, limits.max_frame_content_bytes, offset=offset)
+    if params.window_size > limits.max_window_bytes:
+        raise SnapshotLimitError(path, "zstd window size", params.window_size, limits.max_window_bytes, offset=offset)
+    if params.dict_id:
+        raise CorruptSnapshotError(path, "zstd frame needs a dictionary (the format uses none)", offset=offset)
+    if not params.has_checksum:
+        raise CorruptSnapshotError(path, "zstd frame without a content checksum", offset=offset)
+    try:
+        dctx = zstandard.ZstdDecompressor(max_window_size=limits.max_window_bytes)
+        data = dctx.decompress(payload, max_output_size=content, allow_extra_data=False)
+    except zstandard.ZstdError as exc:
+        message = str(exc)
+        cls = TruncatedSnapshotError if "full frame" in message or "incomplete" in message else CorruptSnapshotError
+        raise cls(path, f"frame does not decompress ({message})", offset=offset) from exc
+    if len(data) != content:
+        raise TruncatedSnapshotError(path, "frame decompressed short", offset=offset)
+    return data
 
-    def __init__(self, path: str | os.PathLike[str], limits: ReadLimits = DEFAULT_LIMITS):
-        self.path = os.fspath(path)
-        self.limits = limits
-        try:
-            self._file: BinaryIO = open(self.path, "rb")  # noqa: SIM115 - closed in close()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
-            raise SnapshotNotFoundError(self.path, "no such snapshot file") from exc
-        except OSError as exc:
-            raise SnapshotError(self.path, f"cannot open: {exc.strerror}") from exc
-        try:
-            self.size_bytes = os.fstat(self._file.fileno()).st_size
-            self.version, self.header = self._read_header()
-            self.frames = self._read_index()
-        except BaseException:
-            self._file.close()
-            raise
-        self._content_read = 0
 
-    def __enter__(self) -> SnapshotFile:
-        return self
+def frame_records(path: str, data: bytes, count: int, offset: int, limits: ReadLimits) -> list[Any]:
+    """Unpack exactly ``count`` records filling ``data`` (one frame's content).
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    Raises:
+        TruncatedSnapshotError: fewer records, or the last one cut.
+        CorruptSnapshotError: invalid msgpack, more records or bytes than declared.
+        SnapshotLimitError: a container or nesting limit.
+    """
+    u = unpacker(len(data), limits)
+    u.feed(data)
+    try:
+        records = list(itertools.islice(u, count + 1))  # +1: detects extra records, bounded
+    except Exception as exc:
+        raise msgpack_error(path, "frame content", exc, offset) from exc
+    if len(records) < count:
+        raise TruncatedSnapshotError(path, f"frame holds fewer records ({len(records)}) than its head says ({count})", offset=offset)
+    if len(records) > count or u.tell() != len(data):
+        raise CorruptSnapshotError(path, "frame holds more data than its records", offset=offset)
+    return records
 
-    def close(self) -> None:
-        """Close the file."""
-        self._file.close()
 
-    def _read_exact(self, offset: int, n: int, what: str) -> bytes:
-        self._file.seek(offset)
-        data = self._file.read(n)
-        if len(data) != n:
-            raise TruncatedSnapshotError(
-                self.path, f"file ends inside the {what} (wanted {n} bytes, found {len(data)})", offset=offset
-            )
-        return data
-
-    def _read_header(self) -> tuple[tuple[int, int], dict[str, Any]]:
-        first = self._file.read(_PREAMBLE.size)
-        if len(first) < 8 or first[:8] != MAGIC:
-            raise NotASnapshotError(self.path, "not a .rsnap snapshot (bad magic signature)", offset=0)
-        if len(first) < _PREAMBLE.size:
-            raise TruncatedSnapshotError(self.path, "file ends inside the preamble", offset=len(first))
-        _, major, minor, _flags, head_len, head_crc = _PREAMBLE.unpack(first)
-        if major != FORMAT_MAJOR:
-            raise UnsupportedVersionError(self.path, (major, minor), FORMAT_MAJOR)
-        if head_len > self.limits.max_header_bytes:
-            raise SnapshotLimitError(self.path, "header size", head_len, self.limits.max_header_bytes, offset=16)
-        raw = self._read_exact(_PREAMBLE.size, head_len, "header")
-        if zlib.crc32(raw) != head_crc:
-            raise CorruptSnapshotError(self.path, "header checksum mismatch", offset=_PREAMBLE.size)
-        header = self._unpack_one(raw, _PREAMBLE.size, "header")
-        if not isinstance(header, dict):
-            raise CorruptSnapshotError(self.path, "header is not a map", offset=_PREAMBLE.size)
-        return (major, minor), header
-
-    def _read_index(self) -> list[tuple[int, int, int, int]]:
-        end = self.size_bytes - _TRAILER.size
-        if end < _PREAMBLE.size:
-            raise TruncatedSnapshotError(self.path, "file too short for a trailer", offset=max(end, 0))
-        index_offset, index_len, index_crc, magic = _TRAILER.unpack(self._read_exact(end, _TRAILER.size, "trailer"))
-        if magic != TRAILER_MAGIC:
-            raise TruncatedSnapshotError(
-                self.path, "no trailer: the file was cut short or its writer did not finish", offset=end
-            )
-        if index_len > self.limits.max_index_bytes:
-            raise SnapshotLimitError(self.path, "index size", index_len, self.limits.max_index_bytes, offset=end)
-        if index_offset + index_len != end:
-            raise CorruptSnapshotError(self.path, "index position does not match the trailer", offset=end)
-        raw = self._read_exact(index_offset, index_len, "index")
-        if zlib.crc32(raw) != index_crc:
-            raise CorruptSnapshotError(self.path, "index checksum mismatch", offset=index_offset)
-        index = self._unpack_one(raw, index_offset, "index")
-        frames = index.get("frames") if isinstance(index, dict) else None
-        if not isinstance(frames, list):
-            raise CorruptSnapshotError(self.path, "index has no frame list", offset=index_offset)
-        out = []
-        for entry in frames:
-            if not (isinstance(entry, list) and len(entry) == 4 and all(type(x) is int and x >= 0 for x in entry)):
-                raise CorruptSnapshotError(self.path, f"bad index entry {entry!r:.60}", offset=index_offset)
-            if entry[0] + _FRAME_HEAD.size + entry[3] > index_offset:
-                raise CorruptSnapshotError(self.path, "index points past the frames", offset=index_offset)
-            out.append((entry[0], entry[1], entry[2], entry[3]))
-        return out
-
-    def _unpack_one(self, raw: bytes, offset: int, what: str) -> Any:
-        unpacker = msgpack.Unpacker(raw=False, strict_map_key=True, max_buffer_size=max(len(raw), 1), use_list=True)
-        unpacker.feed(raw)
-        try:
-            value = unpacker.unpack()
-        except Exception as exc:  # msgpack raises several unrelated types
-            raise CorruptSnapshotError(self.path, f"{what} is not valid msgpack ({exc})", offset=offset) from exc
-        if unpacker.tell() != len(raw):
-            raise CorruptSnapshotError(self.path, f"{what} has trailing bytes", offset=offset + unpacker.tell())
-        return value
-
-    def iter_records(self, section: int) -> Iterator[Any]:
-        """Yield the records of one section in order, decompressing only its frames.
-
-        Raises:
-            CorruptSnapshotError, TruncatedSnapshotError, SnapshotLimitError.
-        """
-        for offset, sec, count, size in self.frames:
-            if sec == section:
-                yield from self._read_frame(offset, sec, count, size)
-
-    def _read_frame(self, offset: int, section: int, count: int, size: int) -> list[Any]:
-        lim = self.limits
-        head = _FRAME_HEAD.unpack(self._read_exact(offset, _FRAME_HEAD.size, "frame header"))
-        if head != (section, count, size):
-            raise CorruptSnapshotError(self.path, "frame header does not match the index", offset=offset)
-        if size > lim.max_frame_bytes:
-            raise SnapshotLimitError(self.path, "frame size", size, lim.max_frame_bytes, offset=offset)
-        if count > lim.max_records_per_frame:
-            raise SnapshotLimitError(self.path, "records per frame", count, lim.max_records_per_frame, offset=offset)
-        data_at = offset + _FRAME_HEAD.size
-        payload = self._read_exact(data_at, size, "frame")
-        try:
-            params = zstandard.get_frame_parameters(payload)
-        except zstandard.ZstdError as exc:
-            raise CorruptSnapshotError(self.path, f"bad zstd frame header ({exc})", offset=data_at) from exc
-        content = params.content_size
-        if content in (zstandard.CONTENTSIZE_UNKNOWN, zstandard.CONTENTSIZE_ERROR):
-            raise CorruptSnapshotError(self.path, "zstd frame without a content size", offset=data_at)
-        if content > lim.max_frame_content_bytes:
-            raise SnapshotLimitError(self.path, "frame content size", content, lim.max_frame_content_bytes, offset=data_at)
-        if self._content_read + content > lim.max_total_content_bytes:
-            raise SnapshotLimitError(
-                self.path, "content read from file", self._content_read + content, lim.max_total_content_bytes, offset=data_at
-            )
-        if params.window_size > lim.max_window_bytes:
-            raise SnapshotLimitError(self.path, "zstd window size", params.window_size, lim.max_window_bytes, offset=data_at)
-        if not params.has_checksum:
-            raise CorruptSnapshotError(self.path, "zstd frame without a content checksum", offset=data_at)
-        try:
-            dctx = zstandard.ZstdDecompressor(max_window_size=lim.max_window_bytes)
-            data = dctx.decompress(payload, max_output_size=content)
-        except zstandard.ZstdError as exc:
-            raise CorruptSnapshotError(self.path, f"frame does not decompress ({exc})", offset=data_at) from exc
-        if len(data) != content:
-            raise TruncatedSnapshotError(self.path, "frame decompressed short", offset=data_at)
-        self._content_read += content
-        unpacker = msgpack.Unpacker(
-            raw=False, strict_map_key=True, max_buffer_size=max(len(data), 1), use_list=True
-        )
-        unpacker.feed(data)
-        try:
-            records = [unpacker.unpack() for _ in range(count)]
-        except msgpack.OutOfData as exc:
-            raise TruncatedSnapshotError(self.path, "frame holds fewer records than its header says", offset=data_at) from exc
-        except Exception as exc:
-            raise CorruptSnapshotError(self.path, f"frame content is not valid msgpack ({exc})", offset=data_at) from exc
-        if unpacker.tell() != len(data):
-            raise CorruptSnapshotError(self.path, "frame holds more data than its records", offset=data_at)
-        return records
+def frame_record_offsets(path: str, data: bytes, count: int, offset: int, limits: ReadLimits) -> list[tuple[int, int, Any]]:
+    """Like :func:`frame_records`, with each record's (offset, size) inside ``data``."""
+    u = unpacker(len(data), limits)
+    u.feed(data)
+    out: list[tuple[int, int, Any]] = []
+    try:
+        for _ in range(count):
+            start = u.tell()
+            record = u.unpack()
+            out.append((start, u.tell() - start, record))
+    except msgpack.OutOfData as exc:
+        raise TruncatedSnapshotError(path, f"frame holds fewer records ({len(out)}) than its head says ({count})", offset=offset) from exc
+    except Exception as exc:
+        raise msgpack_error(path, "frame content", exc, offset) from exc
+    if u.tell() != len(data):
+        raise CorruptSnapshotError(path, "frame holds more data than its records", offset=offset)
+    return out

@@ -12,7 +12,8 @@ from collections import Counter
 from typing import Any
 
 from replay.errors import CorruptSnapshotError
-from replay.snapshot.format import DEFAULT_LIMITS, ReadLimits, Section, SnapshotFile
+from replay.snapshot.format import DEFAULT_LIMITS, ReadLimits, Section
+from replay.snapshot.reader import SnapshotFile
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +59,7 @@ class Snapshot:
         size_bytes: File size.
 
     Raises (on open and on section access):
-        SnapshotError subclasses; see :class:`replay.snapshot.format.SnapshotFile`.
+        SnapshotError subclasses; see :class:`replay.snapshot.reader.SnapshotFile`.
     """
 
     def __init__(self, path: str | os.PathLike[str], limits: ReadLimits = DEFAULT_LIMITS):
@@ -110,6 +111,27 @@ class Snapshot:
     def tape(self) -> list[Interaction]:
         """All interactions in order."""
         return [Interaction.from_record(i, r, self.path) for i, r in enumerate(self._records(Section.TAPE))]
+
+    @property
+    def tape_length(self) -> int:
+        """Number of interactions, from the index (reads no frame)."""
+        return self._file.count(Section.TAPE)
+
+    def interaction(self, index: int) -> Interaction:
+        """Interaction ``index`` of the tape, decompressing only the frame that holds it.
+
+        Raises:
+            IndexError: no such interaction.
+            SnapshotError subclasses: the frame is damaged.
+        """
+        if index < 0:
+            index += self.tape_length
+        return Interaction.from_record(index, self._file.record(Section.TAPE, index), self.path)
+
+    @property
+    def file(self) -> SnapshotFile:
+        """The low-level reader (frames, record positions, random access)."""
+        return self._file
 
     @property
     def code_files(self) -> list[dict[str, Any]]:
