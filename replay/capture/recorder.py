@@ -259,11 +259,13 @@ def write_snapshot(
     path = os.path.join(directory, f"{safe}-{stamp}-{snap_id}.rsnap")
     writer = SnapshotWriter(path, header)
     try:
+        # What is known when a call starts first, then the tape, then the outcome: the order
+        # of a streamed recording, so a cut file keeps the most useful prefix.
         writer.write_section(Section.ENTRY, [entry])
+        writer.write_section(Section.ENVIRONMENT, [env])
+        writer.write_section(Section.CODE, code)
         writer.write_section(Section.TAPE, recorder.tape)
         writer.write_section(Section.OUTCOME, [outcome])
-        writer.write_section(Section.CODE, code)
-        writer.write_section(Section.ENVIRONMENT, [env])
         final = writer.close()
     except BaseException:
         writer.abort()

@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from replay.replayer.tape import describe
-from replay.snapshot import Snapshot
+from replay.snapshot import Section, Snapshot, SnapshotFile, ValidationReport
 from replay.snapshot.codec import render
 from replay.verify import FAILING_VERDICTS, Verdict, VerifyResult
 
@@ -73,11 +73,11 @@ def _args_text(entry: dict[str, Any]) -> str:
 
 
 def show_snapshot(snap: Snapshot, *, max_interactions: int = 15, all_locals: bool = False) -> None:
-    """Print everything `replay show` shows."""
-    h, entry, outcome, env = snap.header, snap.entry, snap.outcome, snap.environment
+    """Print everything `replay show` shows (a recovered file may lack sections: said so)."""
+    h = snap.header
     c = console()
     created = dt.datetime.fromtimestamp(h.get("created_at_ns", 0) / 1e9, dt.UTC)
-    c.print(Panel(_kv([
+    rows: list[tuple[str, Any]] = [
         ("file", snap.path),
         ("size", f"{_size(snap.size_bytes)} ({snap.size_bytes} bytes)"),
         ("format", f"{snap.version[0]}.{snap.version[1]}"),
@@ -85,24 +85,38 @@ def show_snapshot(snap: Snapshot, *, max_interactions: int = 15, all_locals: boo
         ("recorded", created.strftime("%Y-%m-%d %H:%M:%S UTC")),
         ("duration", f"{(h.get('duration_ns') or 0) / 1e6:.3f} ms"),
         ("replayable", Text("yes", style="green") if h.get("replayable") else
-         Text("no: " + "; ".join(h.get("reasons", [])), style="red")),
-    ]), title="snapshot", title_align="left"))
-    c.print(Panel(_kv([
-        ("entry point", f"{entry['module']}:{entry['qualname']}"),
-        ("kind", entry.get("kind", "function")),
-        ("file", entry.get("file") or "?"),
-        ("call", f"{entry['qualname'].rpartition('.')[2]}({_args_text(entry)})"),
-    ]), title="entry point", title_align="left"))
-    c.print(_outcome_panel(outcome, all_locals))
+         Text("no: " + "; ".join(map(str, h.get("reasons") or [])), style="red")),
+    ]
+    recovered = h.get("recovered")
+    if isinstance(recovered, dict):
+        rows.append(("recovered", Text(f"from {recovered.get('source')}: {recovered.get('frames')} frames kept, "
+                                       f"{recovered.get('dropped_bytes')} bytes dropped", style="yellow")))
+    c.print(Panel(_kv(rows), title="snapshot", title_align="left"))
+    if snap.has(Section.ENTRY):
+        entry = snap.entry
+        c.print(Panel(_kv([
+            ("entry point", f"{entry['module']}:{entry['qualname']}"),
+            ("kind", entry.get("kind", "function")),
+            ("file", entry.get("file") or "?"),
+            ("call", f"{entry['qualname'].rpartition('.')[2]}({_args_text(entry)})"),
+        ]), title="entry point", title_align="left"))
+    else:
+        c.print(_missing_panel("entry point"))
+    c.print(_outcome_panel(snap.outcome, all_locals) if snap.has(Section.OUTCOME) else _missing_panel("outcome"))
     c.print(_tape_panel(snap, max_interactions))
+    env = snap.environment if snap.has(Section.ENVIRONMENT) else {}
     files = snap.code_files
     code = Table("file", "sha256", "size", "embedded", box=None, pad_edge=False)
     for f in files:
-        code.add_row(safe(f["path"]), f["sha256"][:12], str(f["size"]), "yes" if f.get("source") is not None else "no")
-    notes = [safe(n) for n in h.get("code_notes", [])]
+        code.add_row(safe(f["path"]), str(f.get("sha256", "?"))[:12], str(f.get("size", "?")),
+                     "yes" if f.get("source") is not None else "no")
+    notes = [safe(n) for n in h.get("code_notes") or []]
     c.print(Panel(Group(_kv([("project root", env.get("project_root", "?")),
                              ("files", str(len(files)))]), code, *notes),
                   title="code identity", title_align="left"))
+    if not env:
+        c.print(_missing_panel("environment"))
+        return
     tz = env.get("timezone") or {}
     libs = ", ".join(f"{k} {v}" for k, v in sorted((env.get("libraries") or {}).items())) or "(none loaded)"
     c.print(Panel(_kv([
@@ -114,6 +128,11 @@ def show_snapshot(snap: Snapshot, *, max_interactions: int = 15, all_locals: boo
         ("cwd", env.get("cwd", "?")),
         ("argv", " ".join(env.get("argv", []))),
     ]), title="environment", title_align="left"))
+
+
+def _missing_panel(what: str) -> Panel:
+    return Panel(Text("missing: the recording was cut short before this was written", style="yellow"),
+                 title=what, title_align="left", border_style="yellow")
 
 
 def _outcome_panel(outcome: dict[str, Any], all_locals: bool) -> Panel:
@@ -147,14 +166,16 @@ def _last_app(frames: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def _tape_panel(snap: Snapshot, limit: int) -> Panel:
-    tape = snap.tape
-    counts = snap.channel_counts()
+    total = snap.tape_length
+    counts = snap.header.get("channels")
+    if not isinstance(counts, dict) or sum(v for v in counts.values() if isinstance(v, int)) != total:
+        counts = snap.channel_counts()
     summary = ", ".join(f"{ch}: {n}" for ch, n in sorted(counts.items())) or "no interactions"
-    items: list[Any] = [Text(f"{len(tape)} interactions ({summary})", style="bold")]
-    for inter in tape[:limit]:
-        items.append(safe("  " + describe(inter)))
-    if len(tape) > limit:
-        items.append(Text(f"  ... {len(tape) - limit} more (use --interactions N)", style="dim"))
+    items: list[Any] = [Text(f"{total} interactions ({summary})", style="bold")]
+    for i in range(min(limit, total)):
+        items.append(safe("  " + describe(snap.interaction(i))))
+    if total > limit:
+        items.append(Text(f"  ... {total - limit} more (use --interactions N)", style="dim"))
     return Panel(Group(*items), title="tape", title_align="left")
 
 
@@ -203,3 +224,71 @@ def print_summary(results: list[VerifyResult], fail_on: frozenset[Verdict] = FAI
     for verdict, n in sorted(counts.items(), key=lambda kv: kv[0].value):
         table.add_row(Text(verdict.value, style=VERDICT_STYLE.get(verdict, "")), str(n), "yes" if verdict in fail_on else "no")
     console().print(table)
+
+
+def print_validation(report: ValidationReport) -> None:
+    """One line (and warnings) for a validated file."""
+    c = console()
+    if report.ok:
+        counts = ", ".join(f"{name} {n}" for name, n in report.records.items())
+        version = f"{report.version[0]}.{report.version[1]}" if report.version else "?"
+        c.print(Text.assemble(("valid     ", "bold green"), safe(report.path)))
+        c.print(Text(f"  format {version}, {report.frames} frames, {_size(report.size_bytes)} "
+                     f"({_size(report.content_bytes)} decompressed); records: {counts}", style="dim"))
+    else:
+        err = report.error
+        c.print(Text.assemble(("invalid   ", "bold red"), safe(report.path)))
+        if err is not None:
+            where = f"at byte {err.offset}: " if err.offset is not None else ""
+            c.print(Text.assemble("  ", (type(err).__name__, "red"), ": ", safe(where + err.detail)))
+    for w in report.warnings:
+        c.print(Text.assemble(("  warning: ", "yellow"), safe(w)))
+
+
+def print_recovery(rec: dict[str, Any]) -> None:
+    """What ``validate --recover`` did for one file."""
+    c = console()
+    if "output" not in rec:
+        c.print(Text.assemble(("  not recoverable: ", "bold red"), safe(rec.get("error", ""))))
+        return
+    records = ", ".join(f"{k} {v}" for k, v in rec["records"].items()) or "none"
+    style = "bold green" if rec["ok"] else "bold red"
+    c.print(Text.assemble(("  recovered ", style), safe(rec["output"])))
+    c.print(Text(f"    {rec['frames']} frames kept (records: {records}); {rec['dropped_bytes']} bytes dropped; "
+                 f"stopped at: {rec['stop_reason']}", style="dim"))
+    if rec.get("missing"):
+        c.print(Text(f"    missing sections: {', '.join(rec['missing'])} (marked not replayable)", style="yellow"))
+    if not rec["ok"]:
+        c.print(Text.assemble(("    the recovered file does not validate: ", "red"), safe(rec.get("error") or "")))
+
+
+def show_records(file: SnapshotFile, section: int | None, *, as_json: bool = False) -> None:
+    """Print every record in storage order with its frame offset and offset in the frame.
+
+    Streams: one line per record, never the whole file in memory.
+    """
+    if as_json:
+        import json
+        import sys
+
+        for pos in file.iter_positions():
+            if section is None or pos.section == section:
+                sys.stdout.write(json.dumps({
+                    "section": Section.name(pos.section), "record": pos.number, "frame_offset": pos.frame_offset,
+                    "content_offset": pos.content_offset, "size": pos.size, "value": pos.record,
+                }, default=repr) + "\n")
+        return
+    c = console()
+    c.print(Text(f"{file.path}: format {file.version[0]}.{file.version[1]}, {file.frame_count} frames, "
+                 f"{_size(file.size_bytes)}", style="bold"))
+    c.print(Text(f"{'section':<12} {'record':>7} {'frame@':>10} {'+offset':>8} {'size':>6}  value", style="dim"))
+    width = max(c.width - 50, 40) if c.is_terminal else 200
+    for pos in file.iter_positions():
+        if section is not None and pos.section != section:
+            continue
+        text = repr(pos.record)
+        if len(text) > width:
+            text = text[: width - 3] + "..."
+        c.print(Text.assemble(
+            (f"{Section.name(pos.section):<12} {pos.number:>7} {pos.frame_offset:>10} "
+             f"{pos.content_offset:>8} {pos.size:>6}  ", "cyan"), safe(text)))

@@ -87,10 +87,17 @@ class Snapshot:
 
     def _single(self, section: int) -> dict[str, Any]:
         records = self._records(section)
+        name = Section.NAMES[section]
+        if not records:
+            why = " (the file was recovered from a damaged one)" if "recovered" in self.header else ""
+            raise CorruptSnapshotError(self.path, f"the {name} section is missing{why}; it must hold exactly one map")
         if len(records) != 1 or not isinstance(records[0], dict):
-            name = Section.NAMES[section]
             raise CorruptSnapshotError(self.path, f"the {name} section must hold exactly one map")
         return records[0]  # type: ignore[no-any-return]
+
+    def has(self, section: int) -> bool:
+        """True when the file holds records of ``section`` (from the index; reads nothing)."""
+        return self._file.count(section) > 0
 
     @property
     def entry(self) -> dict[str, Any]:

@@ -102,8 +102,11 @@ def validate(path: str | os.PathLike[str], limits: ReadLimits = DEFAULT_LIMITS) 
                 else:
                     report.warnings.append(f"unknown section {section} ({len(records)} records) skipped")
             for section in (Section.ENTRY, Section.OUTCOME, Section.ENVIRONMENT):
-                if section not in f.sections:
+                if section in f.sections:
+                    continue
+                if "recovered" not in f.header:
                     raise CorruptSnapshotError(report.path, f"the {Section.name(section)} section is missing")
+                report.warnings.append(f"recovered file without its {Section.name(section)} section")
             report.content_bytes = f._content_read
             if f.header.get("replayable") is False:
                 reasons = "; ".join(map(str, f.header.get("reasons") or [])) or "no reason given"
