@@ -14,6 +14,7 @@ import importlib
 import pathlib
 import sys
 import uuid
+import zoneinfo
 from collections.abc import Iterable
 from typing import Any
 
@@ -38,31 +39,53 @@ class Opaque:
         return f"<opaque {self.type_path}: {self.reason}>"
 
 
-class TypeResolver:
-    """Decides which recorded type paths may be turned back into classes.
+_STDLIB: frozenset[str] = frozenset(sys.stdlib_module_names)
 
-    Allowed: builtins; modules whose top-level package is in ``app_packages`` (the
-    application's own code, imported if needed); and modules already imported in this
-    process (never imported because a file named them).
+
+class TypeResolver:
+    """Decides which recorded type paths may be turned back into classes (the allowlist).
+
+    Allowed: classes of the standard library and builtins, but only from modules already
+    imported (a file never causes an import of them); classes of the application's own
+    packages (``app_packages``) and of explicitly configured ``modules`` (both imported if
+    needed: the user named them). With ``trust_imported`` (the replay child, which already
+    runs the application's code) any module the application itself imported is allowed.
+    Everything else decodes to an inert :class:`Opaque`.
 
     Args:
         app_packages: Top-level module names of the application.
+        modules: Further allowed modules or packages (``"semver"``, ``"pkg.sub"``).
+        trust_imported: Allow classes of every module already in ``sys.modules``.
     """
 
-    def __init__(self, app_packages: Iterable[str] = ()):
+    def __init__(self, app_packages: Iterable[str] = (), modules: Iterable[str] = (), *,
+                 trust_imported: bool = False):
         self.app_packages = frozenset(app_packages)
+        self.modules = tuple(m for m in modules if m)
+        self.trust_imported = trust_imported
 
     def is_application(self, path: str) -> bool:
         """True when ``path`` names a type of the application's own modules."""
         return path.partition(":")[0].split(".")[0] in self.app_packages
+
+    def _configured(self, module_name: str) -> bool:
+        return module_name.split(".")[0] in self.app_packages or any(
+            module_name == m or module_name.startswith(m + ".") for m in self.modules)
+
+    def allowed(self, module_name: str) -> bool:
+        """True when classes of ``module_name`` may be rebuilt."""
+        return (self._configured(module_name) or module_name.split(".")[0] in _STDLIB
+                or (self.trust_imported and module_name in sys.modules))
 
     def resolve(self, path: str) -> type | None:
         """Return the class for ``path`` or None when it is not allowed or not found."""
         if not isinstance(path, str):
             return None
         module_name, _, qualname = path.partition(":")
+        if not self.allowed(module_name):
+            return None
         module = sys.modules.get(module_name)
-        if module is None and module_name.split(".")[0] in self.app_packages:
+        if module is None and self._configured(module_name):
             try:
                 module = importlib.import_module(module_name)
             except Exception:  # noqa: BLE001 - unresolvable means placeholder, never a crash
@@ -219,8 +242,6 @@ class Decoder:
             off = _dt.timedelta(seconds=n[1], microseconds=n[2])
             return _dt.timezone(off, n[3]) if n[3] is not None else _dt.timezone(off)
         if n[0] == "zi":
-            import zoneinfo
-
             try:
                 return zoneinfo.ZoneInfo(n[1])
             except (zoneinfo.ZoneInfoNotFoundError, ValueError):

@@ -386,7 +386,8 @@ USER_VALUES = [
 
 
 @pytest.mark.parametrize("v", USER_VALUES, ids=repr)
-@pytest.mark.parametrize("resolver", [APP, TypeResolver()], ids=["app_packages", "already_imported"])
+@pytest.mark.parametrize("resolver", [APP, TypeResolver(modules=[__name__]), TypeResolver(trust_imported=True)],
+                         ids=["app_packages", "configured_module", "trusted_imported"])
 def test_user_types_round_trip(v, resolver):
     node = via_msgpack(encode(v))
     out = decode(node, resolver)
@@ -491,11 +492,23 @@ def test_app_package_is_imported_on_demand_but_other_modules_are_not(tmp_path, m
 
 
 def test_resolver_rules():
+    trusting = TypeResolver(trust_imported=True)
     assert TypeResolver().resolve("builtins:ValueError") is ValueError
-    assert TypeResolver().resolve(type_path(Point)) is Point
-    assert TypeResolver().resolve(f"{__name__}:Point.nope") is None
-    assert TypeResolver().resolve(f"{__name__}:USER_VALUES") is None  # not a class
+    assert TypeResolver().resolve("decimal:Decimal") is decimal.Decimal  # stdlib, imported
+    assert TypeResolver().resolve(type_path(Point)) is None  # imported, but not allowlisted
+    assert trusting.resolve(type_path(Point)) is Point
+    assert TypeResolver(modules=[__name__.rpartition(".")[0]]).resolve(type_path(Point)) is Point  # a package
+    assert TypeResolver(modules=[__name__ + "x"]).resolve(type_path(Point)) is None  # not a prefix match
+    assert trusting.resolve(f"{__name__}:Point.nope") is None
+    assert trusting.resolve(f"{__name__}:USER_VALUES") is None  # not a class
     assert TypeResolver().resolve("builtins:len") is None
+
+
+@pytest.mark.parametrize("path", ["msgpack:ExtType", "click.core:Command", "zstandard:ZstdCompressor"])
+def test_third_party_classes_are_not_rebuilt_by_default(path):
+    assert TypeResolver().resolve(path) is None
+    out = decode(["obj", path, "x", 1])
+    assert isinstance(out, Opaque) and out.type_path == path
 
 
 def test_missing_attribute_on_allowed_module_is_opaque():
