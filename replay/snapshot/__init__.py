@@ -16,7 +16,13 @@ from replay.snapshot.format import (
 )
 from replay.snapshot.model import Interaction, Snapshot, open_snapshot
 from replay.snapshot.reader import RecordPosition, SnapshotFile
-from replay.snapshot.recovery import RecoveryReport, ValidationReport, recover, scan_frames, validate
+from replay.snapshot.recovery import (
+    RecoveryReport,
+    ValidationReport,
+    recover,
+    scan_frames,
+    validate,
+)
 from replay.snapshot.writer import SnapshotWriter
 
 __all__ = [
