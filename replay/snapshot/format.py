@@ -29,7 +29,8 @@ import dataclasses
 import itertools
 import re
 import struct
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Iterator
 from typing import Any, Final, NamedTuple
 
 import msgpack
@@ -37,6 +38,7 @@ import zstandard
 
 from replay.errors import (
     CorruptSnapshotError,
+    SnapshotError,
     SnapshotLimitError,
     TruncatedSnapshotError,
 )
@@ -177,7 +179,7 @@ def msgpack_error(path: str, what: str, exc: Exception, offset: int) -> CorruptS
     return CorruptSnapshotError(path, f"{what} is not valid msgpack ({type(exc).__name__}: {exc})", offset=offset)
 
 
-def unpack_one(path: str, raw: bytes, offset: int, what: str, limits: ReadLimits) -> Any:
+def unpack_one(path: str, raw: bytes | memoryview, offset: int, what: str, limits: ReadLimits) -> Any:
     """Decode exactly one msgpack object filling ``raw``; errors name ``offset``."""
     u = unpacker(len(raw), limits)
     u.feed(raw)
@@ -244,25 +246,60 @@ def frame_content(path: str, payload: bytes, offset: int, limits: ReadLimits) ->
     return data
 
 
-def frame_records(path: str, data: bytes, count: int, offset: int, limits: ReadLimits) -> list[Any]:
-    """Unpack exactly ``count`` records filling ``data`` (one frame's content).
+def frame_records(path: str, data: bytes, count: int, offset: int, limits: ReadLimits) -> Iterator[Any]:
+    """Yield exactly ``count`` records filling ``data`` (one frame's content), streaming.
 
-    Raises:
+    Records are yielded as they are unpacked (no list of the whole frame: its garbage
+    would wake the cyclic collector); the counts are checked when the frame ends.
+
+    Raises (possibly after yielding some records):
         TruncatedSnapshotError: fewer records, or the last one cut.
         CorruptSnapshotError: invalid msgpack, more records or bytes than declared.
         SnapshotLimitError: a container or nesting limit.
     """
     u = unpacker(len(data), limits)
     u.feed(data)
+    n = 0
     try:
-        records = list(itertools.islice(u, count + 1))  # +1: detects extra records, bounded
+        for n, record in enumerate(itertools.islice(u, count), 1):  # noqa: B007 - n is the count after the loop
+            yield record
+    except SnapshotError:
+        raise
     except Exception as exc:
         raise msgpack_error(path, "frame content", exc, offset) from exc
-    if len(records) < count:
-        raise TruncatedSnapshotError(path, f"frame holds fewer records ({len(records)}) than its head says ({count})", offset=offset)
-    if len(records) > count or u.tell() != len(data):
+    if n < count:
+        raise TruncatedSnapshotError(path, f"frame holds fewer records ({n}) than its head says ({count})", offset=offset)
+    if u.tell() != len(data):
         raise CorruptSnapshotError(path, "frame holds more data than its records", offset=offset)
-    return records
+
+
+def record_bounds(path: str, data: bytes, count: int, offset: int, limits: ReadLimits) -> array[int]:
+    """Start offsets of the ``count`` records in ``data``, plus its end (``count + 1`` items).
+
+    Skips over records without building them; checks the count and that nothing is left.
+    """
+    u = unpacker(len(data), limits)
+    u.feed(data)
+    bounds = array("Q", [0])
+    skip, tell, add = u.skip, u.tell, bounds.append
+    try:
+        for _ in range(count):
+            skip()
+            add(tell())
+    except msgpack.OutOfData as exc:
+        raise TruncatedSnapshotError(
+            path, f"frame holds fewer records ({len(bounds) - 1}) than its head says ({count})", offset=offset
+        ) from exc
+    except Exception as exc:
+        raise msgpack_error(path, "frame content", exc, offset) from exc
+    if bounds[-1] != len(data):
+        raise CorruptSnapshotError(path, "frame holds more data than its records", offset=offset)
+    return bounds
+
+
+def unpack_record(path: str, data: bytes, start: int, end: int, offset: int, limits: ReadLimits) -> Any:
+    """Unpack the one record stored in ``data[start:end]`` (bounds from :func:`record_bounds`)."""
+    return unpack_one(path, memoryview(data)[start:end], offset, "frame content", limits)
 
 
 def frame_record_offsets(path: str, data: bytes, count: int, offset: int, limits: ReadLimits) -> list[tuple[int, int, Any]]:

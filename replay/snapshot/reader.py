@@ -9,6 +9,7 @@ frames read are cached. See docs/snapshot-format.md.
 from __future__ import annotations
 
 import bisect
+import itertools
 import os
 import zlib
 from array import array
@@ -30,7 +31,7 @@ from replay.errors import (
 from replay.snapshot import format as fmt
 from replay.snapshot.format import DEFAULT_LIMITS, FrameInfo, ReadLimits
 
-_FRAME_CACHE = 4  # frames kept decoded: enough for stepping back and forth across a boundary
+_FRAME_CACHE = 4  # frames kept decompressed: enough for stepping back and forth across a boundary
 
 
 class RecordPosition(NamedTuple):
@@ -104,7 +105,7 @@ class SnapshotFile:
         self._migrate = fmt.MIGRATIONS.get(self.version[0]) if self.version[0] != fmt.FORMAT_MAJOR else None
         self._seen = bytearray(len(self._offsets))  # frames already counted against the total
         self._content_read = 0
-        self._cache: OrderedDict[int, list[Any]] = OrderedDict()
+        self._cache: OrderedDict[int, tuple[bytes, array[int]]] = OrderedDict()  # content, record bounds
 
     def __enter__(self) -> SnapshotFile:
         return self
@@ -225,7 +226,8 @@ class SnapshotFile:
     def record(self, section: int, number: int) -> Any:
         """Record ``number`` (from 0; negative counts from the end) of ``section``.
 
-        Decompresses at most the one frame that holds it.
+        Decompresses at most the one frame that holds it, skips to the record and unpacks
+        only that record; the frame stays cached for its neighbours.
 
         Raises:
             IndexError: no such record.
@@ -238,26 +240,36 @@ class SnapshotFile:
         if idx is None or not 0 <= number < total:
             raise IndexError(f"{fmt.Section.name(section)} has {total} records, asked for record {number}")
         k = bisect.bisect_right(idx.starts, number) - 1
-        return self._frame(idx.frames[k])[number - idx.starts[k]]
+        frame = idx.frames[k]
+        data, bounds = self._cached(frame)
+        i = number - idx.starts[k]
+        at = self._offsets[frame] + fmt.FRAME_HEAD.size
+        return self._upgrade(section, fmt.unpack_record(self.path, data, bounds[i], bounds[i + 1], at, self.limits))
 
     def iter_records(self, section: int, start: int = 0) -> Iterator[Any]:
         """Yield the records of ``section`` in order from record ``start``.
 
-        Only that section's frames are read.
+        Only that section's frames are read, one at a time, and records are unpacked as
+        they are yielded.
 
         Raises:
             CorruptSnapshotError, TruncatedSnapshotError, SnapshotLimitError.
         """
         idx = self._sections.get(section)
+        start = max(start, 0)
         if idx is None or start >= idx.total:
             return
-        k = max(bisect.bisect_right(idx.starts, max(start, 0)) - 1, 0)
-        skip = max(start, 0) - idx.starts[k]
+        k = bisect.bisect_right(idx.starts, start) - 1
+        skip = start - idx.starts[k]
         for number in idx.frames[k:]:
-            records = self._frame(number, cache=False)
+            at = self._offsets[number] + fmt.FRAME_HEAD.size
+            records = fmt.frame_records(self.path, self._content(number), self._counts[number], at, self.limits)
             if skip:
-                records = records[skip:]
+                records = itertools.islice(records, skip, None)
                 skip = 0
+            if self._migrate:
+                migrate = self._migrate
+                records = (migrate(section, r) for r in records)
             yield from records
 
     def iter_positions(self) -> Iterator[RecordPosition]:
@@ -278,22 +290,18 @@ class SnapshotFile:
     def _upgrade(self, section: int, record: Any) -> Any:
         return self._migrate(section, record) if self._migrate else record
 
-    def _frame(self, number: int, *, cache: bool = True) -> list[Any]:
-        records = self._cache.get(number)
-        if records is not None:
+    def _cached(self, number: int) -> tuple[bytes, array[int]]:
+        entry = self._cache.get(number)
+        if entry is not None:
             self._cache.move_to_end(number)
-            return records
+            return entry
         data = self._content(number)
-        offset = self._offsets[number]
-        records = fmt.frame_records(self.path, data, self._counts[number], offset + fmt.FRAME_HEAD.size, self.limits)
-        if self._migrate:
-            section = self._sections_of[number]
-            records = [self._migrate(section, r) for r in records]
-        if cache:
-            self._cache[number] = records
-            if len(self._cache) > _FRAME_CACHE:
-                self._cache.popitem(last=False)
-        return records
+        at = self._offsets[number] + fmt.FRAME_HEAD.size
+        entry = (data, fmt.record_bounds(self.path, data, self._counts[number], at, self.limits))
+        self._cache[number] = entry
+        if len(self._cache) > _FRAME_CACHE:
+            self._cache.popitem(last=False)
+        return entry
 
     def _content(self, number: int) -> bytes:
         offset, size = self._offsets[number], self._sizes[number]

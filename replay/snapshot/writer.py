@@ -104,11 +104,10 @@ class SnapshotWriter:
 
         Raises:
             TypeError: the record holds a value msgpack cannot pack (nothing is added).
+            ValueError: ``section`` is outside 1..255.
         """
         data = self._packer.pack(record)
-        p = self._pending.get(section)
-        if p is None:
-            p = self._pending[section] = _Pending()
+        p = self._pending.get(section) or self._new_section(section)
         p.chunks.append(data)
         p.size += len(data)
         p.count += 1
@@ -118,9 +117,7 @@ class SnapshotWriter:
     def write_section(self, section: int, records: Iterable[Any]) -> None:
         """Append every record of ``records`` to ``section`` (see :meth:`append`)."""
         pack = self._packer.pack
-        p = self._pending.get(section)
-        if p is None:
-            p = self._pending[section] = _Pending()
+        p = self._pending.get(section) or self._new_section(section)
         chunks = p.chunks
         limit_bytes, limit_records = self.frame_bytes, self.frame_records
         for record in records:
@@ -131,6 +128,12 @@ class SnapshotWriter:
             if p.size >= limit_bytes or p.count >= limit_records:
                 self._flush_section(section, p)
                 chunks = p.chunks
+
+    def _new_section(self, section: int) -> _Pending:
+        if type(section) is not int or not 0 < section < 256:
+            raise ValueError(f"section id {section!r} is outside 1..255")
+        p = self._pending[section] = _Pending()
+        return p
 
     def _flush_section(self, section: int, p: _Pending) -> None:
         if p.count:
@@ -146,9 +149,8 @@ class SnapshotWriter:
 
         Pending records of ``section`` are flushed first so the section keeps its order.
         """
-        p = self._pending.get(section)
-        if p is not None:
-            self._flush_section(section, p)
+        p = self._pending.get(section) or self._new_section(section)
+        self._flush_section(section, p)
         self._emit(section, records, payload)
 
     def _emit(self, section: int, records: int, payload: bytes) -> None:
