@@ -114,15 +114,20 @@ class Encoder:
         if cls is int:
             return v if _INT64_MIN <= v <= _UINT64_MAX else ["i", str(v)]
         if cls is str:
+            if not self.profile.exact and len(v) > self.profile.max_str:
+                cut = v[: self.profile.max_str]
+                if not cut.isascii() and not _utf8_ok(cut):  # shown, not rebuilt: escape surrogates
+                    cut = cut.encode("utf-8", "backslashreplace").decode("utf-8")
+                return ["S", cut, len(v)]
             if not v.isascii() and not _utf8_ok(v):
                 return ["su", v.encode("utf-8", "surrogatepass")]  # lone surrogates (os.fsdecode)
-            if not self.profile.exact and len(v) > self.profile.max_str:
-                return ["S", v[: self.profile.max_str], len(v)]
             return v
         if cls is bytes:
             if not self.profile.exact and len(v) > self.profile.max_bytes:
                 return ["B", v[: self.profile.max_bytes], len(v)]
             return v
+        if cls is bytearray and not self.profile.exact and len(v) > self.profile.max_bytes:
+            return ["B", bytes(v[: self.profile.max_bytes]), len(v)]  # before numbering, like bytes
         if depth >= self.profile.max_depth:
             if self.profile.exact:
                 return self._placeholder(v, f"nested deeper than {self.profile.max_depth}")

@@ -9,6 +9,7 @@ its index, stopping at the first frame that is incomplete or fails its checks;
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
 from typing import Any
@@ -126,10 +127,10 @@ class ScanResult:
         version: (major, minor) from the preamble.
         header: The leading header.
         frames: Complete, verified frames in file order.
-        payloads_end: Offset just after the last good frame.
-        stop_offset: Where scanning stopped (equals ``payloads_end``).
+        stop_offset: Where scanning stopped: just after the last good frame.
         stop_reason: Why it stopped: ``"end of frames"`` or the error met.
         index_ok: True when the file also has a valid trailer and index.
+        frames_end: Where the frames end: the index offset of a complete file, else its size.
     """
 
     version: tuple[int, int]
@@ -138,6 +139,7 @@ class ScanResult:
     stop_offset: int
     stop_reason: str
     index_ok: bool
+    frames_end: int
 
 
 def scan_frames(path: str | os.PathLike[str], limits: ReadLimits = DEFAULT_LIMITS) -> ScanResult:
@@ -176,13 +178,13 @@ def scan_frames(path: str | os.PathLike[str], limits: ReadLimits = DEFAULT_LIMIT
                     raise TruncatedSnapshotError(spath, "file ends inside a frame", offset=pos)
                 payload = read_exact(spath, file, pos + fmt.FRAME_HEAD.size, fsize, "frame")
                 data = fmt.frame_content(spath, payload, pos + fmt.FRAME_HEAD.size, limits)
-                fmt.frame_records(spath, data, count, pos + fmt.FRAME_HEAD.size, limits)
+                collections.deque(fmt.frame_records(spath, data, count, pos + fmt.FRAME_HEAD.size, limits), maxlen=0)
             except SnapshotError as exc:
                 reason = exc.detail
                 break
             frames.append(FrameInfo(pos, section, count, fsize))
             pos += fmt.FRAME_HEAD.size + fsize
-    return ScanResult(version, header, frames, pos, reason, index_ok)
+    return ScanResult(version, header, frames, pos, reason, index_ok, end)
 
 
 @dataclasses.dataclass
@@ -253,8 +255,7 @@ def recover(path: str | os.PathLike[str], output: str | os.PathLike[str] | None 
     for fr in scan.frames:
         counts[fr.section] = counts.get(fr.section, 0) + fr.records
     missing = [Section.name(s) for s in (Section.ENTRY, Section.OUTCOME, Section.ENVIRONMENT) if s not in counts]
-    size = os.path.getsize(spath)
-    dropped = 0 if scan.index_ok else size - scan.stop_offset
+    dropped = scan.frames_end - scan.stop_offset
     header = dict(scan.header)
     header["recovered"] = {
         "source": os.path.basename(spath), "frames": len(scan.frames), "dropped_bytes": dropped,
