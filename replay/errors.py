@@ -69,20 +69,23 @@ class TruncatedSnapshotError(CorruptSnapshotError):
 
 
 class SnapshotLimitError(SnapshotError):
-    """A read limit (:class:`replay.snapshot.ReadLimits`) was exceeded.
+    """A read limit (:class:`replay.snapshot.ReadLimits`) was exceeded, or memory ran out
+    while unpacking records (then ``value`` and ``maximum`` are 0).
 
     Attributes:
         limit: Name of the limit.
         value: The value found in the file.
+        maximum: The limit's value.
     """
 
     def __init__(
-        self, path: str | os.PathLike[str] | None, limit: str, value: int, maximum: int, *, offset: int | None
+        self, path: str | os.PathLike[str] | None, limit: str, value: int, maximum: int, *, offset: int | None,
+        detail: str | None = None,
     ):
         self.limit = limit
         self.value = value
         self.maximum = maximum
-        super().__init__(path, f"{limit} is {value}, over the limit of {maximum}", offset=offset)
+        super().__init__(path, detail or f"{limit} is {value}, over the limit of {maximum}", offset=offset)
 
 
 class CaptureError(ReplayError):

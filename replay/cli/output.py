@@ -14,6 +14,7 @@ from rich.text import Text
 from replay.replayer.tape import describe
 from replay.snapshot import Section, Snapshot, SnapshotFile, ValidationReport
 from replay.snapshot.codec import render
+from replay.snapshot.model import header_reasons
 from replay.verify import FAILING_VERDICTS, Verdict, VerifyResult
 
 VERDICT_STYLE = {
@@ -85,7 +86,7 @@ def show_snapshot(snap: Snapshot, *, max_interactions: int = 15, all_locals: boo
         ("recorded", created.strftime("%Y-%m-%d %H:%M:%S UTC")),
         ("duration", f"{(h.get('duration_ns') or 0) / 1e6:.3f} ms"),
         ("replayable", Text("yes", style="green") if h.get("replayable") else
-         Text("no: " + "; ".join(map(str, h.get("reasons") or [])), style="red")),
+         Text("no: " + "; ".join(header_reasons(h)), style="red")),
     ]
     recovered = h.get("recovered")
     if isinstance(recovered, dict):

@@ -31,6 +31,7 @@ from replay.errors import ReplayDiverged, ReplaySetupError
 from replay.replayer.tape import TapePlayer, describe
 from replay.snapshot import open_snapshot
 from replay.snapshot.codec import Decoder, TypeResolver
+from replay.snapshot.model import header_reasons
 
 MAIN_ALIAS = "__replay_main__"
 
@@ -169,7 +170,7 @@ def replay_once(request: dict[str, Any]) -> dict[str, Any]:
     snap = open_snapshot(request["snapshot"])
     header, entry, env = snap.header, snap.entry, snap.environment
     if not header.get("replayable", False):
-        return {"status": "not_replayable", "reason": "; ".join(header.get("reasons") or ["marked not replayable"])}
+        return {"status": "not_replayable", "reason": "; ".join(header_reasons(header) or ["marked not replayable"])}
     code_dirs = [os.path.abspath(d) for d in request.get("code_dirs", [])]
     roots = list(code_dirs)
     if request.get("use_recorded_sources", True):

@@ -11,7 +11,9 @@ import datetime as _dt
 import decimal
 import enum
 import importlib
+import os
 import pathlib
+import re
 import sys
 import uuid
 import zoneinfo
@@ -19,6 +21,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from replay.snapshot.encoding import _PATH_CLASSES, _is_plain_class, type_path
+from replay.snapshot.format import short_repr
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,7 +135,7 @@ class Decoder:
         except RecursionError:
             raise
         except Exception as exc:  # noqa: BLE001 - malformed input never escapes as a crash
-            return Opaque("?", repr(n)[:80], f"malformed node ({type(exc).__name__})")
+            return Opaque("?", short_repr(n), f"malformed node ({type(exc).__name__})")
 
     def _reserve(self, value: Any) -> int:
         self._refs.append(value)
@@ -142,7 +145,7 @@ class Decoder:
         if not isinstance(n, list):
             return n
         if not n or not isinstance(n[0], str):
-            return Opaque("?", repr(n)[:80], "malformed node")
+            return Opaque("?", short_repr(n), "malformed node")
         tag = n[0]
         if tag == "@":
             ref = self._refs[n[1]] if isinstance(n[1], int) and 0 <= n[1] < len(self._refs) else None
@@ -173,13 +176,15 @@ class Decoder:
                 nt_cls: Any = self.resolver.resolve(n[1])
                 items = [self._dec(x) for x in n[2:]]
                 ok = nt_cls is not None and issubclass(nt_cls, tuple) and hasattr(nt_cls, "_make")
-                value: Any = nt_cls._make(items) if ok else Opaque(n[1], repr(tuple(items))[:200], "type not allowed")
+                value: Any = nt_cls._make(items) if ok else Opaque(n[1], short_repr(tuple(items)), "type not allowed")
             else:
                 items = [self._dec(x) for x in n[1:]]
                 value = tuple(items) if tag == "t" else frozenset(_hashable(x) for x in items)
             self._refs[slot] = value
             return value
         if tag == "ba":
+            if type(n[1]) is not bytes:  # bytearray(int) would allocate that many bytes
+                raise TypeError("bytearray payload is not bytes")
             b = bytearray(n[1])
             self._reserve(b)
             return b
@@ -188,7 +193,9 @@ class Decoder:
         if tag in ("S", "B"):
             return n[1]
         if tag == "su":
-            return bytes(n[1]).decode("utf-8", "surrogatepass")
+            if type(n[1]) is not bytes:
+                raise TypeError("surrogate string payload is not bytes")
+            return n[1].decode("utf-8", "surrogatepass")
         return self._dec_value(tag, n)
 
     def _dec_value(self, tag: str, n: list[Any]) -> Any:  # noqa: C901
@@ -223,7 +230,7 @@ class Decoder:
             cls = self.resolver.resolve(n[1])
             value = self._dec(n[2])
             if cls is None or not issubclass(cls, enum.Enum):
-                return Opaque(n[1], repr(value)[:200], "type not allowed")
+                return Opaque(n[1], short_repr(value), "type not allowed")
             return cls(value)
         if tag in ("dc", "obj"):
             return self._object(n)
@@ -242,6 +249,8 @@ class Decoder:
             off = _dt.timedelta(seconds=n[1], microseconds=n[2])
             return _dt.timezone(off, n[3]) if n[3] is not None else _dt.timezone(off)
         if n[0] == "zi":
+            if not _zone_available(n[1]):
+                raise ValueError(f"time zone {n[1]!r:.80} is not known on this machine")
             try:
                 return zoneinfo.ZoneInfo(n[1])
             except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -257,7 +266,7 @@ class Decoder:
         if cls is None:
             slot = self._reserve(None)
             fields = {n[i]: self._dec(n[i + 1]) for i in range(2, len(n) - 1, 2)}
-            self._refs[slot] = Opaque(n[1], repr(fields)[:200], "type not allowed")
+            self._refs[slot] = Opaque(n[1], short_repr(fields), "type not allowed")
             return self._refs[slot]
         obj: Any = object.__new__(cls)  # plain objects and dataclasses: no __init__, no side effects
         self._reserve(obj)
@@ -282,6 +291,22 @@ class Decoder:
                     continue
         self._refs[slot] = exc
         return exc
+
+
+_ZONE_KEY = re.compile(r"[A-Za-z0-9_+-]+(?:/[A-Za-z0-9_+-]+)*")
+
+
+def _zone_available(key: Any) -> bool:
+    """True when ``key`` names a zone file on the time zone path (or tzdata is loaded).
+
+    Checked first because ZoneInfo falls back to importing ``tzdata`` through
+    importlib.resources for unknown keys: a file must not make the reader import.
+    """
+    if not isinstance(key, str) or len(key) > 255 or not _ZONE_KEY.fullmatch(key):
+        return False
+    if "tzdata" in sys.modules:
+        return True
+    return any(os.path.isfile(os.path.join(base, *key.split("/"))) for base in zoneinfo.TZPATH)
 
 
 def _hashable(value: Any) -> Any:

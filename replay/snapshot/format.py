@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import re
+import reprlib
 import struct
 from array import array
 from collections.abc import Callable, Iterator
@@ -141,6 +142,18 @@ Migration = Callable[[int, Any], Any]
 MIGRATIONS: dict[int, Migration] = {}
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother = 3, 120, 120
+
+
+def short_repr(value: Any) -> str:
+    """A bounded repr of a value read from a file (any depth or size; never raises)."""
+    try:
+        return _SHORT.repr(value)
+    except Exception:  # noqa: BLE001 - a hostile value must not break an error message
+        return f"<{type(value).__name__}>"
+
+
 def pack(obj: Any) -> bytes:
     """msgpack bytes of ``obj`` as the format stores it (bin type for bytes)."""
     return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
@@ -171,6 +184,12 @@ def unpacker(size: int, limits: ReadLimits) -> msgpack.Unpacker:
 
 def msgpack_error(path: str, what: str, exc: Exception, offset: int) -> CorruptSnapshotError | SnapshotLimitError:
     """Turn a msgpack exception into the matching snapshot error."""
+    if isinstance(exc, MemoryError):
+        return SnapshotLimitError(
+            path, f"memory for the decoded {what}", 0, 0, offset=offset,
+            detail=f"out of memory while unpacking the {what} (records of many tiny containers can take "
+                   "about 70 times their packed size)",
+        )
     if isinstance(exc, msgpack.exceptions.StackError):
         return SnapshotLimitError(path, f"nesting depth of the {what}", MSGPACK_MAX_DEPTH + 1, MSGPACK_MAX_DEPTH, offset=offset)
     found = _LIMIT_MESSAGE.search(str(exc))
@@ -203,7 +222,7 @@ def check_frame_head(path: str, head: tuple[int, int, int], offset: int, limits:
         raise SnapshotLimitError(path, "records per frame", count, limits.max_records_per_frame, offset=offset)
 
 
-def frame_content(path: str, payload: bytes, offset: int, limits: ReadLimits) -> bytes:
+def frame_content(path: str, payload: bytes, offset: int, limits: ReadLimits, *, budget: int | None = None) -> bytes:
     """Decompress one zstd frame after checking its parameters against ``limits``.
 
     Args:
@@ -212,6 +231,8 @@ def frame_content(path: str, payload: bytes, offset: int, limits: ReadLimits) ->
         offset: Byte offset of ``payload`` in the file.
         limits: Bounds; content size and window are checked before any decompression, and
             decompression is capped at the declared content size.
+        budget: Bytes still allowed by ``limits.max_total_content_bytes`` for this file (None:
+            not counted, the frame was read before).
 
     Returns:
         The decompressed content, its zstd content checksum verified.
@@ -228,6 +249,9 @@ def frame_content(path: str, payload: bytes, offset: int, limits: ReadLimits) ->
         raise CorruptSnapshotError(path, "zstd frame without a content size", offset=offset)
     if content > limits.max_frame_content_bytes:
         raise SnapshotLimitError(path, "frame content size", content, limits.max_frame_content_bytes, offset=offset)
+    if budget is not None and content > budget:
+        total = limits.max_total_content_bytes - budget + content
+        raise SnapshotLimitError(path, "content read from file", total, limits.max_total_content_bytes, offset=offset)
     if params.window_size > limits.max_window_bytes:
         raise SnapshotLimitError(path, "zstd window size", params.window_size, limits.max_window_bytes, offset=offset)
     if params.dict_id:

@@ -12,8 +12,17 @@ from collections import Counter
 from typing import Any
 
 from replay.errors import CorruptSnapshotError
-from replay.snapshot.format import DEFAULT_LIMITS, ReadLimits, Section
+from replay.snapshot.format import DEFAULT_LIMITS, ReadLimits, Section, short_repr
 from replay.snapshot.reader import SnapshotFile
+
+
+def header_reasons(header: dict[str, Any]) -> list[str]:
+    """The header's ``reasons`` as a list of short strings, whatever the file holds."""
+    raw = header.get("reasons")
+    if raw is None:
+        return []
+    items = raw if isinstance(raw, list) else [raw]
+    return [r if isinstance(r, str) else short_repr(r) for r in items]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,7 +29,7 @@ from replay.errors import (
     UnsupportedVersionError,
 )
 from replay.snapshot import format as fmt
-from replay.snapshot.format import DEFAULT_LIMITS, FrameInfo, ReadLimits
+from replay.snapshot.format import DEFAULT_LIMITS, FrameInfo, ReadLimits, short_repr
 
 _FRAME_CACHE = 4  # frames kept decompressed: enough for stepping back and forth across a boundary
 
@@ -93,6 +93,7 @@ class SnapshotFile:
             self.size_bytes = os.fstat(self._file.fileno()).st_size
             self.version, self.leading_header, self.header_end = read_header(self.path, self._file, limits)
             self.header = dict(self.leading_header)
+            self.index_header: dict[str, Any] = {}
             self._offsets = array("Q")
             self._sections_of = bytearray()
             self._counts = array("I")
@@ -147,20 +148,23 @@ class SnapshotFile:
         # costs ~20 bytes a frame, never a Python object per field.
         u = fmt.unpacker(len(raw), self.limits)
         u.feed(raw)
-        frames_seen = False
+        seen: set[str] = set()
         if not raw or not (0x80 <= raw[0] <= 0x8F or raw[0] in (0xDE, 0xDF)):
             raise CorruptSnapshotError(self.path, "index is not a map with a frame list", offset=at)
         try:
             keys = u.read_map_header()
             for _ in range(keys):
                 key = u.unpack()
+                if key in seen:
+                    raise CorruptSnapshotError(self.path, f"index has the key {short_repr(key)} twice", offset=at)
+                seen.add(key)
                 if key == "frames":
-                    frames_seen = True
                     self._parse_frames(u, at)
                 elif key == "header":
                     extra = u.unpack()
                     if not isinstance(extra, dict):
                         raise CorruptSnapshotError(self.path, "index header is not a map", offset=at)
+                    self.index_header = extra
                     self.header.update(extra)
                 else:
                     u.skip()  # keys of a later minor version
@@ -168,7 +172,7 @@ class SnapshotFile:
             raise
         except Exception as exc:
             raise fmt.msgpack_error(self.path, "index", exc, at) from exc
-        if not frames_seen:
+        if "frames" not in seen:
             raise CorruptSnapshotError(self.path, "index has no frame list", offset=at)
         if u.tell() != len(raw):
             raise CorruptSnapshotError(self.path, "index has trailing bytes", offset=at + u.tell())
@@ -312,15 +316,12 @@ class SnapshotFile:
         fmt.check_frame_head(self.path, head, offset, self.limits)
         data_at = offset + fmt.FRAME_HEAD.size
         payload = self._read_exact(data_at, size, "frame")
-        data = fmt.frame_content(self.path, payload, data_at, self.limits)
-        if not self._seen[number]:
-            total = self._content_read + len(data)
-            if total > self.limits.max_total_content_bytes:
-                raise SnapshotLimitError(
-                    self.path, "content read from file", total, self.limits.max_total_content_bytes, offset=data_at
-                )
+        first_read = not self._seen[number]
+        budget = self.limits.max_total_content_bytes - self._content_read if first_read else None
+        data = fmt.frame_content(self.path, payload, data_at, self.limits, budget=budget)
+        if first_read:
             self._seen[number] = 1
-            self._content_read = total
+            self._content_read += len(data)
         return data
 
 

@@ -14,9 +14,15 @@ import dataclasses
 import os
 from typing import Any
 
-from replay.errors import CorruptSnapshotError, SnapshotError, TruncatedSnapshotError
+from replay.errors import (
+    CorruptSnapshotError,
+    SnapshotError,
+    SnapshotLimitError,
+    TruncatedSnapshotError,
+)
 from replay.snapshot import format as fmt
-from replay.snapshot.format import DEFAULT_LIMITS, FrameInfo, ReadLimits, Section
+from replay.snapshot.format import DEFAULT_LIMITS, FrameInfo, ReadLimits, Section, short_repr
+from replay.snapshot.model import header_reasons
 from replay.snapshot.reader import SnapshotFile, open_file, read_exact, read_header
 from replay.snapshot.writer import SnapshotWriter
 
@@ -74,7 +80,7 @@ def check_structure(path: str, section: int, records: list[Any]) -> None:
         if section == Section.ENTRY and not (isinstance(rec.get("module"), str) and isinstance(rec.get("qualname"), str)):
             raise CorruptSnapshotError(path, "the entry record has no module and qualname")
         if section == Section.OUTCOME and rec.get("kind") not in ("return", "exception"):
-            raise CorruptSnapshotError(path, f"the outcome kind {rec.get('kind')!r:.40} is neither return nor exception")
+            raise CorruptSnapshotError(path, f"the outcome kind {short_repr(rec.get('kind'))} is neither return nor exception")
     elif section == Section.TAPE:
         for i, r in enumerate(records):
             if not (isinstance(r, list) and len(r) == 5 and isinstance(r[0], str) and isinstance(r[1], str)):
@@ -110,7 +116,7 @@ def validate(path: str | os.PathLike[str], limits: ReadLimits = DEFAULT_LIMITS) 
                 report.warnings.append(f"recovered file without its {Section.name(section)} section")
             report.content_bytes = f._content_read
             if f.header.get("replayable") is False:
-                reasons = "; ".join(map(str, f.header.get("reasons") or [])) or "no reason given"
+                reasons = "; ".join(header_reasons(f.header)) or "no reason given"
                 report.warnings.append(f"marked not replayable: {reasons}")
     except SnapshotError as exc:
         report.error = exc
@@ -126,6 +132,7 @@ class ScanResult:
     Attributes:
         version: (major, minor) from the preamble.
         header: The leading header.
+        final_header: The index's header keys (empty without a valid index).
         frames: Complete, verified frames in file order.
         stop_offset: Where scanning stopped: just after the last good frame.
         stop_reason: Why it stopped: ``"end of frames"`` or the error met.
@@ -135,6 +142,7 @@ class ScanResult:
 
     version: tuple[int, int]
     header: dict[str, Any]
+    final_header: dict[str, Any]
     frames: list[FrameInfo]
     stop_offset: int
     stop_reason: str
@@ -155,11 +163,11 @@ def scan_frames(path: str | os.PathLike[str], limits: ReadLimits = DEFAULT_LIMIT
     with open_file(spath) as file:
         size = os.fstat(file.fileno()).st_size
         version, header, pos = read_header(spath, file, limits)
-        end, index_ok = size, False
+        end, index_ok, final_header = size, False, {}
         try:
             with SnapshotFile(spath, limits) as complete:
                 end = complete.index_offset
-                header = complete.header
+                final_header = complete.index_header
                 index_ok = True
         except SnapshotError:
             pass
@@ -168,7 +176,7 @@ def scan_frames(path: str | os.PathLike[str], limits: ReadLimits = DEFAULT_LIMIT
         while pos < end:
             try:
                 if len(frames) >= limits.max_frames:
-                    raise CorruptSnapshotError(spath, f"more than {limits.max_frames} frames", offset=pos)
+                    raise SnapshotLimitError(spath, "frames found", len(frames) + 1, limits.max_frames, offset=pos)
                 head = fmt.FRAME_HEAD.unpack(read_exact(spath, file, pos, fmt.FRAME_HEAD.size, "frame head"))
                 fmt.check_frame_head(spath, head, pos, limits)
                 section, count, fsize = head
@@ -184,7 +192,7 @@ def scan_frames(path: str | os.PathLike[str], limits: ReadLimits = DEFAULT_LIMIT
                 break
             frames.append(FrameInfo(pos, section, count, fsize))
             pos += fmt.FRAME_HEAD.size + fsize
-    return ScanResult(version, header, frames, pos, reason, index_ok, end)
+    return ScanResult(version, header, final_header, frames, pos, reason, index_ok, end)
 
 
 @dataclasses.dataclass
@@ -256,17 +264,22 @@ def recover(path: str | os.PathLike[str], output: str | os.PathLike[str] | None 
         counts[fr.section] = counts.get(fr.section, 0) + fr.records
     missing = [Section.name(s) for s in (Section.ENTRY, Section.OUTCOME, Section.ENVIRONMENT) if s not in counts]
     dropped = scan.frames_end - scan.stop_offset
+    # The leading header is copied as it was (it fitted the header limit); keys from the old
+    # index and the corrections go to the new index, which has room for them.
     header = dict(scan.header)
-    header["recovered"] = {
-        "source": os.path.basename(spath), "frames": len(scan.frames), "dropped_bytes": dropped,
-        "stop_reason": scan.stop_reason,
-    }
+    update = dict(scan.final_header)
+    recovered = {"source": os.path.basename(spath), "frames": len(scan.frames), "dropped_bytes": dropped,
+                 "stop_reason": scan.stop_reason}
+    header["recovered"] = recovered
+    if len(fmt.pack(header)) > limits.max_header_bytes:
+        del header["recovered"]
+        update["recovered"] = recovered
     if missing:
-        header["replayable"] = False
-        header["reasons"] = [*(header.get("reasons") or []),
-                             f"recovered from a damaged file: no {', '.join(missing)} section"]
+        merged = {**scan.header, **scan.final_header}
+        update["replayable"] = False
+        update["reasons"] = [*header_reasons(merged), f"recovered from a damaged file: no {', '.join(missing)} section"]
         if "outcome" in missing:
-            header["outcome"] = None
+            update["outcome"] = None
     writer = SnapshotWriter(out, header)
     try:
         with open_file(spath) as file:
@@ -276,6 +289,6 @@ def recover(path: str | os.PathLike[str], output: str | os.PathLike[str] | None 
     except BaseException:
         writer.abort()
         raise
-    writer.close()
+    writer.close(update or None)
     return RecoveryReport(spath, out, len(scan.frames), {Section.name(s): n for s, n in sorted(counts.items())},
                           dropped, scan.stop_reason, missing)

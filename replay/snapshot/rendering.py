@@ -71,9 +71,9 @@ def _render(node: Any, width: int) -> str:  # noqa: C901 - mirrors the tag table
         elif tag == "i":
             text = str(rest[0])
         elif tag == "su":
-            text = repr(bytes(rest[0]).decode("utf-8", "surrogatepass"))
+            text = repr(rest[0].decode("utf-8", "surrogatepass")) if type(rest[0]) is bytes else "<bad su>"
         elif tag == "ba":
-            text = f"bytearray({rest[0]!r})"
+            text = f"bytearray({rest[0]!r})" if type(rest[0]) is bytes else "<bad ba>"
         elif tag == "@":
             text = f"<ref #{rest[0]}>"
         elif tag in ("dt", "date", "time", "td", "dec", "uuid", "c", "path", "range"):

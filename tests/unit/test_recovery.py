@@ -326,7 +326,7 @@ def test_scan_frames_of_a_truncated_file(tmp_path):
     source.write_bytes(data[:mid.offset + 20])
     scan = scan_frames(source)
     assert scan.version == (1, 1)
-    assert scan.header == HEADER
+    assert scan.header == HEADER and scan.final_header == {}
     assert scan.frames == list(frames[:len(frames) // 2])
     assert scan.stop_offset == mid.offset
     assert not scan.index_ok
@@ -335,7 +335,7 @@ def test_scan_frames_of_a_truncated_file(tmp_path):
     complete.write_bytes(data)
     scan = scan_frames(complete)
     assert scan.index_ok and scan.frames == list(frames) and scan.stop_offset == index_offset
-    assert scan.header == {**HEADER, **HEADER_UPDATE}
+    assert scan.header == HEADER and scan.final_header == HEADER_UPDATE
 
 
 @pytest.mark.parametrize("damage", [
