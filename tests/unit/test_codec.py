@@ -12,7 +12,6 @@ import pathlib
 import sys
 import threading
 import uuid
-import zoneinfo
 from typing import Any, NamedTuple
 
 import msgpack
@@ -33,11 +32,10 @@ from replay.snapshot.codec import (
     render,
     type_path,
 )
+from tests.strategies import AMSTERDAM, INT64_MIN, UINT64_MAX, big_ints, paths, ranges, tzinfos
 
 TOP_PACKAGE = __name__.split(".")[0]
 APP = TypeResolver(app_packages={TOP_PACKAGE})
-AMSTERDAM = zoneinfo.ZoneInfo("Europe/Amsterdam")
-INT64_MIN, UINT64_MAX = -(2**63), 2**64 - 1
 
 
 # --------------------------------------------------------------------------- helpers
@@ -105,28 +103,12 @@ def iter_nodes(node: Any):
 
 # --------------------------------------------------------------------------- strategies
 
-int64 = st.integers(min_value=INT64_MIN, max_value=UINT64_MAX)
-fixed_offsets = st.timedeltas(min_value=-dt.timedelta(hours=23, minutes=59, seconds=59),
-                              max_value=dt.timedelta(hours=23, minutes=59, seconds=59))
-tzinfos = st.one_of(st.none(), st.builds(dt.timezone, fixed_offsets), st.just(dt.UTC),
-                    st.just(AMSTERDAM))
-path_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
-                    max_size=20)
-paths = st.one_of(
-    st.builds(pathlib.PurePosixPath, path_text),
-    st.builds(pathlib.PureWindowsPath, path_text),
-    st.builds(pathlib.Path, path_text),
-)
-ranges = st.builds(range, int64, int64, int64.filter(lambda x: x != 0))
 decimals = st.one_of(
     st.decimals(allow_nan=False),
     st.decimals(allow_nan=False, places=4),
     st.sampled_from([decimal.Decimal("1.00"), decimal.Decimal("-0.0001"), decimal.Decimal("1E-30"),
                      decimal.Decimal("-12345.678E-10"), decimal.Decimal("-0"), decimal.Decimal("Infinity")]),
 )
-big_ints = st.one_of(st.integers(), st.integers(min_value=2**64), st.integers(max_value=-(2**63) - 1),
-                     st.sampled_from([2**63, 2**64 - 1, 2**64, -(2**63), -(2**63) - 1, 10**40, -(10**40)]))
-
 scalars = st.one_of(
     st.none(),
     st.booleans(),

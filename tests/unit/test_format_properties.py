@@ -21,7 +21,6 @@ import pathlib
 import struct
 import tempfile
 import zlib
-import zoneinfo
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,11 +43,10 @@ from replay.snapshot import (
     validate,
 )
 from replay.snapshot.codec import DISPLAY, EXACT, Decoder, Encoder, Opaque, decode, encode
+from tests.strategies import INT64_MIN, UINT64_MAX, big_ints, paths, ranges, tzinfos
 
 FRAME_HEAD = struct.Struct("<BII")
 TRAILER = struct.Struct("<QII8s")
-INT64_MIN, UINT64_MAX = -(2**63), 2**64 - 1
-AMSTERDAM = zoneinfo.ZoneInfo("Europe/Amsterdam")
 
 # (frame_bytes, frame_records); None is the writer's default.
 FRAMINGS = [(None, None), (1, None), (None, 1), (None, 7), (None, 64), (64, None), (4096, None)]
@@ -443,24 +441,7 @@ def test_header_update_overrides_and_extends_keys(tmp_path):
 
 # --------------------------------------------------------------------------- values through the codec
 
-fixed_offsets = st.timedeltas(min_value=-dt.timedelta(hours=23, minutes=59, seconds=59),
-                              max_value=dt.timedelta(hours=23, minutes=59, seconds=59))
-tzinfos = st.one_of(
-    st.none(), st.just(dt.UTC), st.just(AMSTERDAM), st.builds(dt.timezone, fixed_offsets),
-    st.builds(dt.timezone, fixed_offsets, st.sampled_from(["CET", "X", "zone ✓"])),
-)
-big_ints = st.one_of(
-    st.integers(), st.integers(min_value=UINT64_MAX - 3, max_value=2**200),
-    st.integers(min_value=-(2**200), max_value=INT64_MIN + 3),
-)
 any_floats = st.one_of(st.floats(), st.sampled_from([math.nan, -math.nan, math.inf, -math.inf, -0.0, 5e-324]))
-path_text = st.text(alphabet=st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=15)
-paths = st.one_of(
-    st.builds(pathlib.PurePosixPath, path_text),
-    st.builds(pathlib.PureWindowsPath, path_text),
-    st.builds(pathlib.Path, path_text),
-)
-ranges = st.builds(range, big_ints, big_ints, big_ints.filter(lambda x: x != 0))
 decimals = st.one_of(
     st.decimals(), st.decimals(places=3),
     st.sampled_from([decimal.Decimal(x) for x in ("NaN", "-NaN", "sNaN", "-0", "1.00", "1E+30", "-Infinity")]),
