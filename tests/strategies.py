@@ -1,10 +1,11 @@
-"""Hypothesis strategies for Python values the codec stores (shared by the codec and format tests)."""
+"""Hypothesis strategies and helpers for Python values the codec stores (codec and format tests)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import pathlib
 import zoneinfo
+from typing import Any
 
 from hypothesis import strategies as st
 
@@ -30,3 +31,15 @@ paths = st.one_of(
     st.builds(pathlib.Path, path_text),
 )
 ranges = st.builds(range, big_ints, big_ints, big_ints.filter(lambda x: x != 0))
+
+
+def real_type(v: Any) -> type:
+    """type(v), seen through replay's capture, which swaps datetime.datetime/date process-wide
+    for subclasses once installed (another test may have installed it). Looked up at call time:
+    the capture also rebinds module globals that hold the original classes."""
+    real_datetime, real_date = type(dt.datetime.min), type(dt.date.min)
+    if isinstance(v, real_datetime):
+        return real_datetime
+    if isinstance(v, real_date):
+        return real_date
+    return type(v)

@@ -324,22 +324,3 @@ def record_bounds(path: str, data: bytes, count: int, offset: int, limits: ReadL
 def unpack_record(path: str, data: bytes, start: int, end: int, offset: int, limits: ReadLimits) -> Any:
     """Unpack the one record stored in ``data[start:end]`` (bounds from :func:`record_bounds`)."""
     return unpack_one(path, memoryview(data)[start:end], offset, "frame content", limits)
-
-
-def frame_record_offsets(path: str, data: bytes, count: int, offset: int, limits: ReadLimits) -> list[tuple[int, int, Any]]:
-    """Like :func:`frame_records`, with each record's (offset, size) inside ``data``."""
-    u = unpacker(len(data), limits)
-    u.feed(data)
-    out: list[tuple[int, int, Any]] = []
-    try:
-        for _ in range(count):
-            start = u.tell()
-            record = u.unpack()
-            out.append((start, u.tell() - start, record))
-    except msgpack.OutOfData as exc:
-        raise TruncatedSnapshotError(path, f"frame holds fewer records ({len(out)}) than its head says ({count})", offset=offset) from exc
-    except Exception as exc:
-        raise msgpack_error(path, "frame content", exc, offset) from exc
-    if u.tell() != len(data):
-        raise CorruptSnapshotError(path, "frame holds more data than its records", offset=offset)
-    return out

@@ -213,6 +213,11 @@ class SnapshotFile:
         return [FrameInfo(*fr) for fr in zip(self._offsets, self._sections_of, self._counts, self._sizes, strict=True)]
 
     @property
+    def content_read(self) -> int:
+        """Decompressed bytes read so far (each frame counted once)."""
+        return self._content_read
+
+    @property
     def frame_count(self) -> int:
         """Number of frames in the file."""
         return len(self._offsets)
@@ -280,14 +285,14 @@ class SnapshotFile:
         """Every record of every frame in file order, with where it is stored."""
         numbers: dict[int, int] = {}
         for i, offset in enumerate(self._offsets):
-            section, count = self._sections_of[i], self._counts[i]
+            section, at = self._sections_of[i], offset + fmt.FRAME_HEAD.size
             data = self._content(i)
-            for content_offset, size, record in fmt.frame_record_offsets(
-                self.path, data, count, offset + fmt.FRAME_HEAD.size, self.limits
-            ):
+            bounds = fmt.record_bounds(self.path, data, self._counts[i], at, self.limits)
+            for start, end in itertools.pairwise(bounds):
+                record = fmt.unpack_record(self.path, data, start, end, at, self.limits)
                 n = numbers.get(section, 0)
                 numbers[section] = n + 1
-                yield RecordPosition(section, n, offset, content_offset, size, self._upgrade(section, record))
+                yield RecordPosition(section, n, offset, start, end - start, self._upgrade(section, record))
 
     # ------------------------------------------------------------------ frames
 

@@ -114,7 +114,7 @@ def validate(path: str | os.PathLike[str], limits: ReadLimits = DEFAULT_LIMITS) 
                 if "recovered" not in f.header:
                     raise CorruptSnapshotError(report.path, f"the {Section.name(section)} section is missing")
                 report.warnings.append(f"recovered file without its {Section.name(section)} section")
-            report.content_bytes = f._content_read
+            report.content_bytes = f.content_read
             if f.header.get("replayable") is False:
                 reasons = "; ".join(header_reasons(f.header)) or "no reason given"
                 report.warnings.append(f"marked not replayable: {reasons}")

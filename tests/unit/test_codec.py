@@ -32,7 +32,16 @@ from replay.snapshot.codec import (
     render,
     type_path,
 )
-from tests.strategies import AMSTERDAM, INT64_MIN, UINT64_MAX, big_ints, paths, ranges, tzinfos
+from tests.strategies import (
+    AMSTERDAM,
+    INT64_MIN,
+    UINT64_MAX,
+    big_ints,
+    paths,
+    ranges,
+    real_type,
+    tzinfos,
+)
 
 TOP_PACKAGE = __name__.split(".")[0]
 APP = TypeResolver(app_packages={TOP_PACKAGE})
@@ -46,21 +55,10 @@ def via_msgpack(node: Any) -> Any:
     return msgpack.unpackb(msgpack.packb(node, use_bin_type=True), raw=False, strict_map_key=True)
 
 
-def _real_type(v: Any) -> type:
-    """type(v), seen through replay's capture, which swaps datetime.datetime/date process-wide
-    for subclasses once installed (another test may have installed it). Looked up at call time:
-    the capture also rebinds module globals that hold the original classes."""
-    real_datetime, real_date = type(dt.datetime.min), type(dt.date.min)
-    if isinstance(v, real_datetime):
-        return real_datetime
-    if isinstance(v, real_date):
-        return real_date
-    return type(v)
-
 
 def shape(v: Any) -> Any:
     """A hashable, type-exact fingerprint: equal shapes mean equal values of the same types."""
-    t = _real_type(v)
+    t = real_type(v)
     if t in (list, tuple):
         return (t, tuple(shape(x) for x in v))
     if t is dict:

@@ -43,7 +43,7 @@ from replay.snapshot import (
     validate,
 )
 from replay.snapshot.codec import DISPLAY, EXACT, Decoder, Encoder, Opaque, decode, encode
-from tests.strategies import INT64_MIN, UINT64_MAX, big_ints, paths, ranges, tzinfos
+from tests.strategies import INT64_MIN, UINT64_MAX, big_ints, paths, ranges, real_type, tzinfos
 
 FRAME_HEAD = struct.Struct("<BII")
 TRAILER = struct.Struct("<QII8s")
@@ -65,16 +65,6 @@ def props(examples: int) -> settings:
 # --------------------------------------------------------------------------- helpers
 
 
-def _real_type(v: Any) -> type:
-    """type(v), seen through replay's capture, which may have swapped datetime.datetime/date
-    process-wide for subclasses (another test may have installed it)."""
-    real_datetime, real_date = type(dt.datetime.min), type(dt.date.min)
-    if isinstance(v, real_datetime):
-        return real_datetime
-    if isinstance(v, real_date):
-        return real_date
-    return type(v)
-
 
 def _same_float(a: float, b: float) -> bool:
     if math.isnan(a) or math.isnan(b):
@@ -88,8 +78,8 @@ def same(a: Any, b: Any) -> bool:  # noqa: C901 - one branch per type
     Containers compare item by item (dicts in insertion order, sets as multisets under this
     equality), so NaN keys and items are handled too.
     """
-    t = _real_type(a)
-    if t is not _real_type(b):
+    t = real_type(a)
+    if t is not real_type(b):
         return False
     if t is float:
         return _same_float(a, b)
