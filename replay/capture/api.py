@@ -157,12 +157,15 @@ def capture(fn: Any = None, /, *, on: str | None = None, directory: Any = None) 
                 result = await fn(*args, **kwargs)
             except Exception as exc:
                 ACTIVE.reset(token)
+                rec.close()
                 _finish(entry, rec, dirname, t0, exc=exc)
                 raise
             except BaseException:
                 ACTIVE.reset(token)
+                rec.close()
                 raise
             ACTIVE.reset(token)
+            rec.close()
             if on == "always":
                 _finish(entry, rec, dirname, t0, result=result)
             return result
@@ -182,12 +185,15 @@ def capture(fn: Any = None, /, *, on: str | None = None, directory: Any = None) 
             result = fn(*args, **kwargs)
         except Exception as exc:
             ACTIVE.reset(token)
+            rec.close()
             _finish(entry, rec, dirname, t0, exc=exc)
             raise
         except BaseException:
             ACTIVE.reset(token)
+            rec.close()
             raise
         ACTIVE.reset(token)
+        rec.close()
         if on == "always":
             _finish(entry, rec, dirname, t0, result=result)
         return result
@@ -244,6 +250,8 @@ class recording:  # noqa: N801 - used like a function: `with replay.recording():
             return False
         ACTIVE.reset(self._token)
         self._token = None
+        if self._rec is not None:
+            self._rec.close()
         entry, rec = self._entry, self._rec
         if exc is not None and isinstance(exc, Exception):
             _finish(entry, rec, self.directory, self._t0, exc=exc)

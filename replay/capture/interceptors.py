@@ -282,6 +282,19 @@ class RecordedEnviron(os._Environ):  # type: ignore[type-arg,misc]
 _REPLACEMENTS: dict[int, tuple[Any, Any]] = {}
 
 
+def replace(module: Any, name: str, new: Any) -> Any:
+    """Set ``module.name`` to ``new``, remember the pair for rebinding; returns the original.
+
+    Names application modules bound before installation (``from os import getpid``) are
+    rebound to ``new`` by the scan at the end of :func:`install`. Call only from a
+    channel's ``install()`` (which :func:`install` runs under its lock).
+    """
+    old = getattr(module, name)
+    _REPLACEMENTS[id(old)] = (old, new)
+    setattr(module, name, new)
+    return old
+
+
 def install() -> None:
     """Install every interceptor once for this process (thread-safe, idempotent)."""
     global _installed
@@ -313,6 +326,9 @@ def install() -> None:
             _REPLACEMENTS[id(old)] = (old, new)
             setattr(_random, name, new)
         os.environ.__class__ = RecordedEnviron
+        from replay.capture.channels import install_all
+
+        install_all()
         _rebind_loaded_modules()
         _installed = True
 

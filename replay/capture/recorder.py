@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from replay.capture import identity
+from replay.capture.boundary import ACTIVE, STRAND
 from replay.capture.interceptors import REAL
 from replay.snapshot.codec import DISPLAY, Encoder, encode, type_path
 from replay.snapshot.format import Section
@@ -50,8 +51,12 @@ class Recorder:
 
     Real answers are returned to the application unchanged; recording problems (a value
     that cannot be encoded, the tape limit) make the snapshot not replayable with a reason
-    but never raise into the application. Not shared between threads.
+    but never raise into the application. Threads and tasks started inside the recorded
+    call share the recorder; each interaction is attributed to its strand
+    (:mod:`replay.capture.boundary`). Interactions made after :meth:`close` are dropped.
     """
+
+    replaying = False
 
     def __init__(self, max_interactions: int = MAX_INTERACTIONS):
         # Records are tuples: tuples of atoms are untracked by the cyclic GC, so a long tape
@@ -59,13 +64,50 @@ class Recorder:
         self.tape: list[tuple[Any, ...]] = []
         self.reasons: list[str] = []
         self.max_interactions = max_interactions
+        self.closed = False
+        # strand runs: (first tape index, strand id) each time the strand changes
+        self.runs: list[tuple[int, str]] = []
+        self.strands: dict[str, dict[str, Any]] = {}
+        self._last_strand = "0"
+        self._children: dict[str, int] = {}
+        self._lock: threading.Lock | None = None  # created when a second strand starts
 
     def _append(self, record: tuple[Any, ...]) -> None:
-        if len(self.tape) < self.max_interactions:
+        if self.closed:
+            return
+        lock = self._lock
+        if lock is None:
+            self._append_locked(record)
+            return
+        with lock:
+            self._append_locked(record)
+
+    def _append_locked(self, record: tuple[Any, ...]) -> None:
+        n = len(self.tape)
+        if n < self.max_interactions:
+            strand = STRAND.get()
+            if strand != self._last_strand:
+                self.runs.append((n, strand))
+                self._last_strand = strand
             self.tape.append(record)
-        elif len(self.tape) == self.max_interactions:
+        elif n == self.max_interactions:
             self.reasons.append(f"tape limit of {self.max_interactions} interactions reached")
             self.tape.append(("meta", "truncated", _EMPTY_ARGS, None, None))
+
+    def close(self) -> None:
+        """Stop recording: later interactions (of threads still running) are dropped."""
+        self.closed = True
+
+    def new_strand(self, kind: str, name: str) -> str:
+        if self._lock is None:
+            self._lock = threading.Lock()
+        with self._lock:
+            parent = STRAND.get()
+            n = self._children.get(parent, 0) + 1
+            self._children[parent] = n
+            strand = f"{parent}.{n}"
+            self.strands[strand] = {"kind": kind, "name": name, "parent": parent}
+        return strand
 
     def _encode(self, value: Any) -> Any:
         if type(value) is tuple and all(type(v) in _PRIMITIVES for v in value):
@@ -88,6 +130,11 @@ class Recorder:
         self._append(("clock", op, _EMPTY_ARGS, value, None))
         return value
 
+    def sleep(self, op: str, args: tuple[Any, ...], real: Callable[[], Any]) -> None:
+        """A ``time.sleep``: slept for real and recorded (replay does not sleep)."""
+        real()
+        self._append(("clock", op, self._encode(args), None, None))
+
     def mt_words(self, op: str, args: tuple[Any, ...], count: int, real: Callable[[], int]) -> list[int]:
         words = [real() for _ in range(count)]
         self._append(("random", op, ("t", *args), tuple(words), None))
@@ -99,13 +146,30 @@ class Recorder:
         return data
 
     def call(self, channel: str, op: str, args: tuple[Any, ...], real: Callable[[], Any]) -> Any:
+        token = ACTIVE.set(None)  # what real() asks the outside world itself is not recorded twice
         try:
             result = real()
         except Exception as exc:
+            ACTIVE.reset(token)
             self._append((channel, op, self._encode(args), None, self._encode(exc)))
             raise
+        ACTIVE.reset(token)
         self._append((channel, op, self._encode(args), self._encode(result), None))
         return result
+
+    def record(self, channel: str, op: str, args: Any, result: Any = None, error: BaseException | None = None) -> int:
+        """Append an interaction whose answer the caller obtained itself; returns its index.
+
+        For channels whose request and answer are not one function call (an HTTP exchange
+        read as a stream, a subprocess that is waited on later).
+        """
+        self._append((channel, op, self._encode(args), self._encode(result) if error is None else None,
+                      None if error is None else self._encode(error)))
+        return len(self.tape) - 1
+
+    def strand_records(self) -> list[list[Any]]:
+        """The strands section: ``[first tape index, strand id]`` runs (empty: all in strand "0")."""
+        return [[i, s] for i, s in self.runs]
 
 
 # ------------------------------------------------------------------------------ outcome
@@ -253,6 +317,8 @@ def write_snapshot(
         "code_notes": notes,
         "hash_seed": env["hash_seed"],
     }
+    if recorder.strands:
+        header["strands"] = recorder.strands
     os.makedirs(directory, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(created // 1_000_000_000))
     safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in entry["qualname"])[:60]
@@ -265,6 +331,8 @@ def write_snapshot(
         writer.write_section(Section.ENVIRONMENT, [env])
         writer.write_section(Section.CODE, code)
         writer.write_section(Section.TAPE, recorder.tape)
+        if recorder.runs:
+            writer.write_section(Section.STRANDS, recorder.strand_records())
         writer.write_section(Section.OUTCOME, [outcome])
         final = writer.close()
     except BaseException:

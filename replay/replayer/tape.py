@@ -1,35 +1,53 @@
-"""Serving the tape during replay, and divergence.
+"""Serving the tape during replay: matching, divergence and effects.
 
 :class:`TapePlayer` is the replay-mode boundary session. Two matching modes (DESIGN.md
 section 6):
 
-* ``strict`` (baseline, recorded code): every request must be the next interaction on the
-  tape, with the same channel, operation and arguments.
-* ``keyed`` (candidate): clock readings are served in order per clock stream, random words
-  and urandom bytes in order per generator, whatever function asks; other requests are
-  matched by channel + operation + arguments, first-in first-out per key. When clock or
-  randomness runs out, deterministic values are synthesized (seeded from the snapshot; the
-  clock extrapolated from its last readings) and reported; information from the outside
-  world (env, ...) is never invented: an unanswerable request is a divergence.
+* ``strict`` (baseline, recorded code): every request must be the next interaction of its
+  strand (thread or task) on the tape, with the same channel, operation and arguments.
+* ``keyed`` (candidate): clock readings are served in order per strand and clock stream,
+  random words and urandom bytes in order per strand, whatever function asks; other
+  requests are matched by channel + operation + normalised request (the channel's
+  :class:`~replay.capture.boundary.ChannelSpec` key), first-in first-out per key. When clock
+  or randomness runs out, deterministic values are synthesized (seeded from the snapshot;
+  the clock extrapolated from its last readings) and reported; information from the
+  outside world (env, files, HTTP, databases, subprocesses) is never invented: an
+  unanswerable request is a divergence.
+
+Effects (writes to the outside world) are never performed on replay. Each one the replay
+asks for is logged with how it compares to the recording: ``same``, ``changed`` (served the
+answer of the recorded effect to the same target, with a field diff of the request), and,
+after the call, recorded effects never asked for are ``missing``.
 
 The first divergence is stored on the player and raised as
-:class:`replay.errors.ReplayDiverged` (a BaseException) into the replayed program.
+:class:`replay.errors.ReplayDiverged` (a BaseException) into the replayed program. Its
+report names the tape index, what was recorded, what was asked (with a field diff), the
+nearest recorded candidates and the replayed code's stack at that point.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import difflib
+import os
 import random
+import sys
+import threading
 import uuid
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from replay.capture.boundary import CLOCK_STREAMS
+from replay.capture.boundary import CLOCK_STREAMS, STRAND, channel_spec
 from replay.errors import ReplayDiverged
 from replay.snapshot.codec import Decoder, Encoder, TypeResolver, render
 from replay.snapshot.model import Interaction
+from replay.verify.valuediff import diff_values
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+MAX_STACK = 12
+MAX_CANDIDATES = 3
 
 
 @dataclasses.dataclass
@@ -37,14 +55,20 @@ class Divergence:
     """The first point where replay asked something the tape could not answer.
 
     Attributes:
-        index: Tape index where the answer was expected (strict), or the number of requests
-            answered before this one (keyed).
+        index: Tape index of the interaction expected at this point (strict), or the
+            number of requests answered before this one (keyed).
         channel: Channel asked.
         op: Operation asked.
         asked: Rendered arguments of the request.
-        recorded: Rendered interaction expected at this point, or None when the tape ran out.
-        candidates: Nearest recorded interactions (same channel and operation), rendered.
+        recorded: Rendered interaction expected at this point, or None (the tape ran out,
+            or no recorded request has this key).
+        candidates: Nearest unconsumed recorded interactions, most similar first, rendered.
         reason: One sentence.
+        diff: ``(field path, recorded, asked)`` renderings between the request and the
+            recorded interaction (or the nearest candidate) it was compared with.
+        stack: The replayed code's stack when it asked, innermost last: ``file:line in
+            function`` (frames of this package left out).
+        strand: The thread or task that asked (``"0"``: the entry point's).
     """
 
     index: int
@@ -54,17 +78,26 @@ class Divergence:
     recorded: str | None
     candidates: list[str]
     reason: str
+    diff: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
+    stack: list[str] = dataclasses.field(default_factory=list)
+    strand: str = "0"
 
     def __str__(self) -> str:
         lines = [f"divergence at interaction #{self.index}: {self.reason}",
                  f"  asked:    {self.channel} {self.op}{self.asked}",
-                 f"  recorded: {self.recorded if self.recorded is not None else '(nothing: the tape has no more interactions)'}"]
+                 f"  recorded: {self.recorded if self.recorded is not None else '(nothing that answers it)'}"]
+        lines += [f"  differs:  {path}: recorded {old}, asked {new}" for path, old, new in self.diff]
         lines += [f"  nearest:  {c}" for c in self.candidates]
+        if self.stack:
+            lines.append("  stack (innermost last):")
+            lines += [f"    {s}" for s in self.stack]
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (JSON)."""
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        out["diff"] = [list(d) for d in self.diff]
+        return out
 
 
 def describe(inter: Interaction) -> str:
@@ -78,7 +111,8 @@ def describe(inter: Interaction) -> str:
         answer = f"MT words [{words}{' ...' if len(inter.result) > 4 else ''}]"
     else:
         answer = render(inter.result, width=120)
-    return f"#{inter.index} {inter.channel} {inter.op}{_args_text(inter.args)} -> {answer}"
+    where = f" [strand {inter.strand}]" if inter.strand != "0" else ""
+    return f"#{inter.index}{where} {inter.channel} {inter.op}{_args_text(inter.args)} -> {answer}"
 
 
 def _clock_text(op: str, ns: int) -> str:
@@ -95,8 +129,28 @@ def _args_text(node: Any) -> str:
     return text if text.startswith("(") else f"({text})"
 
 
-def _key(channel: str, op: str, args_node: Any) -> tuple[str, str, str]:
-    return channel, op, repr(args_node)
+def replay_stack(skip: int = 2) -> list[str]:
+    """The calling thread's stack as ``file:line in function``, innermost last.
+
+    Frames of this package (interceptors, the player, the replay child) are left out, so
+    the last line is the replayed code that made the request.
+    """
+    out: list[str] = []
+    frame: Any = sys._getframe(skip)
+    while frame is not None and len(out) < 64:
+        file = frame.f_code.co_filename
+        if not os.path.abspath(file).startswith(_PACKAGE_DIR):
+            out.append(f"{file}:{frame.f_lineno} in {getattr(frame.f_code, 'co_qualname', frame.f_code.co_name)}")
+        frame = frame.f_back
+    out.reverse()
+    return out[-MAX_STACK:]
+
+
+@dataclasses.dataclass(frozen=True)
+class Served:
+    """An answer that did not come from a tape interaction (see :meth:`TapePlayer.find`)."""
+
+    value: Any
 
 
 class TapePlayer:
@@ -110,7 +164,11 @@ class TapePlayer:
         environ: The recorded process environment (keyed mode answers env reads the tape
             lacks from it: real recorded values, not inventions).
         withheld: Names of variables whose values were withheld from ``environ``.
+
+    Thread-safe: threads and tasks of the replayed call share one player.
     """
+
+    replaying = True
 
     def __init__(self, tape: list[Interaction], mode: str, seed: int, resolver: TypeResolver,
                  environ: dict[str, str] | None = None, withheld: list[str] | None = None):
@@ -120,150 +178,310 @@ class TapePlayer:
         self.from_environment = 0
         self.mode = mode
         self.resolver = resolver
-        self.pos = 0
         self.requests = 0
         self.consumed: set[int] = set()
         self.synthesized: dict[str, int] = {}
+        self.reused: dict[str, int] = {}
         self.divergence: Divergence | None = None
+        self.effects: list[dict[str, Any]] = []
+        self.blocked: list[dict[str, Any]] = []
+        self._lock = threading.RLock()
         self._rng = random.Random(seed)
-        self._clock: dict[str, deque[Interaction]] = {}
-        self._clock_last: dict[str, list[int]] = {}
-        self._words: deque[tuple[int, int]] = deque()  # (interaction index, word)
-        self._bytes: deque[tuple[int, bytes]] = deque()  # (interaction index, chunk)
+        self._children: dict[str, int] = {}
+        # strict: each strand's interactions in order
+        self._strands: dict[str, deque[Interaction]] = {}
+        # keyed
+        self._clock: dict[tuple[str, str], deque[Interaction]] = {}
+        self._clock_last: dict[tuple[str, str], list[int]] = {}
+        self._words: dict[str, deque[tuple[int, int]]] = {}  # strand -> (interaction index, word)
+        self._bytes: dict[str, deque[tuple[int, bytes]]] = {}  # strand -> (interaction index, chunk)
         self._keyed: dict[tuple[str, str, str], deque[Interaction]] = {}
-        self._streams: dict[str, deque[Interaction]] = {}
+        self._targets: dict[tuple[str, str, str], list[Interaction]] = {}
+        self._last_answer: dict[tuple[str, str, str], Interaction] = {}
+        self._streams: dict[tuple[str, str], deque[Interaction]] = {}
+        self._decoded: dict[int, Any] = {}
         for inter in tape:
+            self._strands.setdefault(inter.strand, deque()).append(inter)
+            if mode == "strict":
+                continue
             if inter.channel == "clock":
-                self._clock.setdefault(CLOCK_STREAMS.get(inter.op, inter.op), deque()).append(inter)
+                stream = CLOCK_STREAMS.get(inter.op, inter.op)
+                if inter.op == "time.sleep":
+                    stream = "sleep"
+                self._clock.setdefault((inter.strand, stream), deque()).append(inter)
             elif inter.channel == "random" and inter.op == "os.urandom":
-                self._bytes.append((inter.index, bytes(inter.result)))
+                if isinstance(inter.result, bytes):
+                    self._bytes.setdefault(inter.strand, deque()).append((inter.index, inter.result))
             elif inter.channel == "random":
-                self._words.extend((inter.index, int(w)) for w in inter.result)
+                if isinstance(inter.result, list):
+                    self._words.setdefault(inter.strand, deque()).extend((inter.index, int(w)) for w in inter.result)
             elif inter.channel == "uuid":
-                self._streams.setdefault(inter.op, deque()).append(inter)
+                self._streams.setdefault((inter.strand, inter.op), deque()).append(inter)
             else:
-                self._keyed.setdefault(_key(inter.channel, inter.op, inter.args), deque()).append(inter)
+                spec = channel_spec(inter.channel)
+                args = self._args_of(inter)
+                self._keyed.setdefault(self._key(inter.channel, inter.op, args), deque()).append(inter)
+                if spec.target is not None and spec.effect(inter.op, args):
+                    target = (inter.channel, inter.op, repr(spec.target(inter.op, args)))
+                    self._targets.setdefault(target, []).append(inter)
 
-    # ----------------------------------------------------------------- divergence
+    # ----------------------------------------------------------------- helpers
 
-    def _diverge(self, channel: str, op: str, args_node: Any, reason: str, recorded: Interaction | None) -> ReplayDiverged:
-        if self.divergence is None:
-            near = [describe(i) for i in self.tape if i.channel == channel and i.op == op and i.index not in self.consumed][:3]
-            self.divergence = Divergence(
-                index=self.pos if self.mode == "strict" else self.requests,
-                channel=channel,
-                op=op,
-                asked=_args_text(args_node),
-                recorded=describe(recorded) if recorded is not None else None,
-                candidates=near,
-                reason=reason,
-            )
-        return ReplayDiverged(self.divergence)
+    def _args_of(self, inter: Interaction) -> Any:
+        if inter.index not in self._decoded:
+            self._decoded[inter.index] = Decoder(self.resolver).decode(inter.args)
+        return self._decoded[inter.index]
 
-    def _strict_next(self, channel: str, op: str, args_node: Any) -> Interaction:
-        if self.divergence is not None:
-            raise ReplayDiverged(self.divergence)
-        if self.pos >= len(self.tape):
-            raise self._diverge(channel, op, args_node, "the replay asked for more than was recorded", None)
-        inter = self.tape[self.pos]
-        if (inter.channel, inter.op) != (channel, op):
-            raise self._diverge(channel, op, args_node, "a different call than the one recorded", inter)
-        if channel not in ("clock",) and repr(inter.args) != repr(args_node):
-            raise self._diverge(channel, op, args_node, "the same call with different arguments", inter)
-        self.pos += 1
-        self.consumed.add(inter.index)
-        return inter
+    @staticmethod
+    def _key(channel: str, op: str, args: Any) -> tuple[str, str, str]:
+        try:
+            key = channel_spec(channel).key(op, args)
+        except Exception:  # noqa: BLE001 - a key function must not turn a replay into a crash
+            key = args
+        return channel, op, repr(key)
 
     def _synth(self, what: str) -> None:
         self.synthesized[what] = self.synthesized.get(what, 0) + 1
 
+    def _take(self, inter: Interaction) -> Interaction:
+        self.consumed.add(inter.index)
+        return inter
+
+    def _nearest(self, channel: str, op: str, args_node: Any) -> list[Interaction]:
+        asked = render(args_node, width=400)
+        scored = []
+        for inter in self.tape:
+            if inter.index in self.consumed or inter.channel != channel:
+                continue
+            ratio = difflib.SequenceMatcher(None, asked, render(inter.args, width=400)).ratio()
+            scored.append((inter.op == op, ratio, -inter.index, inter))
+            if len(scored) > 2000:  # a bound on the work for huge tapes
+                break
+        scored.sort(key=lambda t: (t[0], t[1], t[2]), reverse=True)
+        return [t[3] for t in scored[:MAX_CANDIDATES]]
+
+    def _diverge(self, channel: str, op: str, args_node: Any, reason: str, recorded: Interaction | None) -> ReplayDiverged:
+        with self._lock:
+            if self.divergence is None:
+                near = self._nearest(channel, op, args_node)
+                compare = recorded if recorded is not None else (near[0] if near else None)
+                diff = []
+                if compare is not None and compare.channel == channel:
+                    diff = [(p, old, new) for p, old, new in diff_values(compare.args, args_node)]
+                strand = STRAND.get()
+                index = self.requests - 1
+                if self.mode == "strict":
+                    index = recorded.index if recorded is not None else len(self.tape)
+                self.divergence = Divergence(
+                    index=index,
+                    channel=channel,
+                    op=op,
+                    asked=_args_text(args_node),
+                    recorded=describe(recorded) if recorded is not None else None,
+                    candidates=[describe(i) for i in near if i is not recorded],
+                    reason=reason,
+                    diff=diff,
+                    stack=replay_stack(3),
+                    strand=strand,
+                )
+            return ReplayDiverged(self.divergence)
+
+    def _strict_next(self, channel: str, op: str, args_node: Any) -> Interaction:
+        with self._lock:
+            self.requests += 1
+            if self.divergence is not None:
+                raise ReplayDiverged(self.divergence)
+            strand = STRAND.get()
+            queue = self._strands.get(strand)
+            if not queue:
+                raise self._diverge(channel, op, args_node,
+                                    f"the replay asked for more than was recorded{_in_strand(strand)}", None)
+            inter = queue[0]
+            if (inter.channel, inter.op) != (channel, op):
+                raise self._diverge(channel, op, args_node, "a different call than the one recorded", inter)
+            if channel != "clock" and repr(inter.args) != repr(args_node):
+                raise self._diverge(channel, op, args_node, "the same call with different arguments", inter)
+            queue.popleft()
+            return self._take(inter)
+
     # ----------------------------------------------------------------- session API
 
+    def new_strand(self, kind: str, name: str) -> str:
+        with self._lock:
+            parent = STRAND.get()
+            n = self._children.get(parent, 0) + 1
+            self._children[parent] = n
+            return f"{parent}.{n}"
+
     def clock_ns(self, op: str, real: Callable[[], int]) -> int:
-        self.requests += 1
         if self.mode == "strict":
             return int(self._strict_next("clock", op, ["t"]).result)
-        stream = CLOCK_STREAMS.get(op, op)
-        queue = self._clock.get(stream)
-        last = self._clock_last.setdefault(stream, [])
-        if queue:
-            inter = queue.popleft()
-            self.consumed.add(inter.index)
-            value = int(inter.result)
-        else:
-            self._synth(f"clock.{stream}")
-            recorded = [int(i.result) for i in self.tape if i.channel == "clock" and CLOCK_STREAMS.get(i.op, i.op) == stream]
-            history = last or recorded
-            step = (history[-1] - history[0]) // (len(history) - 1) if len(history) > 1 else 1_000
-            base = history[-1] if history else 0
-            value = base + max(step, 1)
-        last.append(value)
-        return value
+        with self._lock:
+            self.requests += 1
+            stream = CLOCK_STREAMS.get(op, op)
+            strand = STRAND.get()
+            queue = self._clock.get((strand, stream))
+            last = self._clock_last.setdefault((strand, stream), [])
+            if queue:
+                value = int(self._take(queue.popleft()).result)
+            else:
+                self._synth(f"clock.{stream}")
+                recorded = [int(i.result) for i in self.tape if i.channel == "clock"
+                            and CLOCK_STREAMS.get(i.op, i.op) == stream and isinstance(i.result, int)]
+                history = last or recorded
+                step = (history[-1] - history[0]) // (len(history) - 1) if len(history) > 1 else 1_000
+                base = history[-1] if history else 0
+                value = base + max(step, 1)
+            last.append(value)
+            return value
+
+    def sleep(self, op: str, args: tuple[Any, ...], real: Callable[[], Any] | None = None) -> None:
+        """A recorded ``time.sleep``: matched in order (strict) or consumed if present (keyed); never slept."""
+        node = Encoder().encode(args)
+        if self.mode == "strict":
+            self._strict_next("clock", op, node)
+            return
+        with self._lock:
+            self.requests += 1
+            queue = self._clock.get((STRAND.get(), "sleep"))
+            if queue:
+                self._take(queue.popleft())
 
     def mt_words(self, op: str, args: tuple[Any, ...], count: int, real: Callable[[], int]) -> list[int]:
-        self.requests += 1
         if self.mode == "strict":
-            inter = self._strict_next("random", op, ["t", *args])
+            node = ["t", *args]
+            inter = self._strict_next("random", op, node)
             words = [int(w) for w in inter.result]
             if len(words) != count:
-                raise self._diverge("random", op, ["t", *args], "a different number of random words", inter)
+                raise self._diverge("random", op, node, "a different number of random words", inter)
             return words
-        out = []
-        for _ in range(count):
-            if self._words:
-                index, word = self._words.popleft()
-                self.consumed.add(index)
-                out.append(word)
-            else:
-                self._synth("random.mt")
-                out.append(self._rng.getrandbits(32))
-        return out
+        with self._lock:
+            self.requests += 1
+            queue = self._words.get(STRAND.get())
+            out = []
+            for _ in range(count):
+                if queue:
+                    index, word = queue.popleft()
+                    self.consumed.add(index)
+                    out.append(word)
+                else:
+                    self._synth("random.mt")
+                    out.append(self._rng.getrandbits(32))
+            return out
 
     def urandom(self, op: str, size: int, real: Callable[[int], bytes]) -> bytes:
-        self.requests += 1
         if self.mode == "strict":
-            inter = self._strict_next("random", op, ["t", size])
-            return bytes(inter.result)
-        out = bytearray()
-        while len(out) < size and self._bytes:
-            index, chunk = self._bytes.popleft()
-            take = size - len(out)
-            out += chunk[:take]
-            if len(chunk) > take:
-                self._bytes.appendleft((index, chunk[take:]))
-            self.consumed.add(index)
-        if len(out) < size:
-            self._synth("random.urandom")
-            out += self._rng.randbytes(size - len(out))
-        return bytes(out)
+            return bytes(self._strict_next("random", op, ["t", size]).result)
+        with self._lock:
+            self.requests += 1
+            queue = self._bytes.get(STRAND.get())
+            out = bytearray()
+            while len(out) < size and queue:
+                index, chunk = queue.popleft()
+                take = size - len(out)
+                out += chunk[:take]
+                if len(chunk) > take:
+                    queue.appendleft((index, chunk[take:]))
+                self.consumed.add(index)
+            if len(out) < size:
+                self._synth("random.urandom")
+                out += self._rng.randbytes(size - len(out))
+            return bytes(out)
 
-    def call(self, channel: str, op: str, args: tuple[Any, ...], real: Callable[[], Any]) -> Any:
-        self.requests += 1
+    def call(self, channel: str, op: str, args: tuple[Any, ...], real: Callable[[], Any] | None = None) -> Any:
+        found = self.find(channel, op, args)
+        if isinstance(found, Served):
+            return found.value
+        return self.answer(channel, op, found)
+
+    def find(self, channel: str, op: str, args: Any) -> Interaction | Served:
+        """Consume and return the recorded interaction that answers a request.
+
+        Channel modules use this with :meth:`answer` (or read ``result`` themselves) when an
+        answer must be rebuilt into a live object (an HTTP response, a database cursor).
+
+        Returns:
+            The interaction; for ``env`` and ``uuid`` requests the tape lacks in keyed mode,
+            a :class:`Served` value (from the recorded environment, or a synthesized uuid).
+
+        Raises:
+            ReplayDiverged: nothing on the tape answers it (after recording the report).
+        """
         args_node = Encoder().encode(args)
+        spec = channel_spec(channel)
         if self.mode == "strict":
             inter = self._strict_next(channel, op, args_node)
-        elif channel == "uuid":
-            queue = self._streams.get(op)
-            if not queue:
-                self._synth(op)
-                return uuid.UUID(int=self._rng.getrandbits(128), version=1)
-            inter = queue.popleft()
-            self.consumed.add(inter.index)
-        else:
-            queue = self._keyed.get(_key(channel, op, args_node))
-            if not queue and channel == "env" and self.environ is not None:
-                return self._from_environment(op, args, args_node)
-            if not queue:
-                raise self._diverge(channel, op, args_node, "no recorded answer for this request", None)
-            inter = queue.popleft()
-            self.consumed.add(inter.index)
+            if spec.effect(op, args):
+                self._log_effect("same", channel, op, args_node, inter)
+            return inter
+        with self._lock:
+            self.requests += 1
+            if self.divergence is not None:
+                raise ReplayDiverged(self.divergence)
+            if channel == "uuid":
+                queue = self._streams.get((STRAND.get(), op))
+                if not queue:
+                    self._synth(op)
+                    return Served(uuid.UUID(int=self._rng.getrandbits(128), version=1))
+                return self._take(queue.popleft())
+            key = self._key(channel, op, args)
+            queue = self._keyed.get(key)
+            is_effect = spec.effect(op, args)
+            if queue:
+                inter = self._take(queue.popleft())
+                self._last_answer[key] = inter
+                if is_effect:
+                    self._log_effect("same", channel, op, args_node, inter)
+                return inter
+            if channel == "env" and self.environ is not None:
+                return Served(self._from_environment(op, args, args_node))
+            if spec.constant and key in self._last_answer:
+                self.reused[channel] = self.reused.get(channel, 0) + 1
+                return self._last_answer[key]
+            if is_effect and spec.target is not None:
+                target = (channel, op, repr(spec.target(op, args)))
+                for inter in self._targets.get(target, []):
+                    if inter.index not in self.consumed:
+                        self._take(inter)
+                        queue = self._keyed.get(self._key(channel, op, self._args_of(inter)))
+                        if queue and inter in queue:
+                            queue.remove(inter)
+                        self._log_effect("changed", channel, op, args_node, inter)
+                        return inter
+            raise self._diverge(channel, op, args_node, "no recorded answer for this request", None)
+
+    def answer(self, channel: str, op: str, inter: Interaction) -> Any:
+        """Rebuild the recorded answer of ``inter``: its value, or its exception raised."""
         decoder = Decoder(self.resolver)
         if inter.error is not None:
             exc = decoder.decode(inter.error)
             if isinstance(exc, BaseException):
                 raise exc
-            raise self._diverge(channel, op, args_node, f"the recorded exception cannot be rebuilt ({exc!r})", inter)
+            raise self._diverge(channel, op, inter.args, f"the recorded exception cannot be rebuilt ({exc!r})", inter)
         return decoder.decode(inter.result)
+
+    def peek(self, channel: str, op: str, args: Any) -> Interaction | None:
+        """The recorded interaction that would answer a request, without consuming it.
+
+        Strict: the first unconsumed one of the asking strand with this channel, op and
+        arguments; keyed: the head of its key's queue. None when there is none.
+        """
+        with self._lock:
+            if self.mode == "strict":
+                node = repr(Encoder().encode(args))
+                for inter in self._strands.get(STRAND.get(), ()):
+                    if inter.channel == channel and inter.op == op and repr(inter.args) == node:
+                        return inter
+                return None
+            queue = self._keyed.get(self._key(channel, op, args))
+            return queue[0] if queue else None
+
+    def _log_effect(self, status: str, channel: str, op: str, args_node: Any, inter: Interaction) -> None:
+        entry: dict[str, Any] = {"status": status, "channel": channel, "op": op, "index": inter.index,
+                                 "asked": _args_text(args_node), "recorded": _args_text(inter.args)}
+        if status == "changed":
+            entry["diff"] = [list(d) for d in diff_values(inter.args, args_node)]
+        self.effects.append(entry)
 
     def _from_environment(self, op: str, args: tuple[Any, ...], args_node: Any) -> Any:
         assert self.environ is not None
@@ -280,18 +498,43 @@ class TapePlayer:
         self.from_environment += 1
         return names if op == "environ.keys" else len(names)
 
+    def block(self, kind: str, detail: str) -> None:
+        """Log an attempt of the replayed code to touch a real system (see the sandbox)."""
+        with self._lock:
+            if len(self.blocked) < 200:
+                self.blocked.append({"kind": kind, "detail": detail, "stack": replay_stack(3)[-4:]})
+
     # ----------------------------------------------------------------- after the call
 
     def unconsumed(self) -> list[Interaction]:
         """Recorded interactions the replay never asked for."""
         return [i for i in self.tape if i.index not in self.consumed]
 
+    def missing_effects(self) -> list[dict[str, Any]]:
+        """Recorded effects the replay never asked for, as effect log entries."""
+        out = []
+        for inter in self.unconsumed():
+            spec = channel_spec(inter.channel)
+            if spec.effect(inter.op, self._args_of(inter)):
+                out.append({"status": "missing", "channel": inter.channel, "op": inter.op, "index": inter.index,
+                            "asked": None, "recorded": _args_text(inter.args)})
+        return out
+
     def finish_strict(self) -> None:
         """In strict mode, a replay that stops asking early has diverged too."""
-        if self.mode == "strict" and self.divergence is None and self.pos < len(self.tape):
-            inter = self.tape[self.pos]
+        if self.mode != "strict" or self.divergence is not None:
+            return
+        left = [q[0] for q in self._strands.values() if q]
+        if left:
+            inter = min(left, key=lambda i: i.index)
+            total = sum(len(q) for q in self._strands.values())
             self.divergence = Divergence(
-                index=self.pos, channel=inter.channel, op=inter.op, asked="(nothing: the call ended)",
+                index=inter.index, channel=inter.channel, op=inter.op, asked="(nothing: the call ended)",
                 recorded=describe(inter), candidates=[],
-                reason=f"the replay ended without asking for {len(self.tape) - self.pos} recorded interaction(s)",
+                reason=f"the replay ended without asking for {total} recorded interaction(s)",
+                strand=inter.strand,
             )
+
+
+def _in_strand(strand: str) -> str:
+    return "" if strand == "0" else f" in strand {strand}"

@@ -47,7 +47,7 @@ from replay.errors import (
 MAGIC: Final = b"\x89RSN\r\n\x1a\n"
 TRAILER_MAGIC: Final = b"RSNAPEND"
 FORMAT_MAJOR: Final = 1
-FORMAT_MINOR: Final = 1
+FORMAT_MINOR: Final = 2
 PREAMBLE: Final = struct.Struct("<8sHHIII")
 FRAME_HEAD: Final = struct.Struct("<BII")
 TRAILER: Final = struct.Struct("<QII8s")
@@ -71,8 +71,9 @@ class Section:
     OUTCOME: Final = 3  # one record: return value or exception
     CODE: Final = 4  # one record per application source file
     ENVIRONMENT: Final = 5  # one record: interpreter, platform, libraries
+    STRANDS: Final = 6  # [first tape index, strand id] runs (format 1.2); absent: one strand
 
-    NAMES: Final = {1: "entry", 2: "tape", 3: "outcome", 4: "code", 5: "environment"}
+    NAMES: Final = {1: "entry", 2: "tape", 3: "outcome", 4: "code", 5: "environment", 6: "strands"}
 
     @classmethod
     def name(cls, section: int) -> str:

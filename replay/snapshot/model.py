@@ -36,6 +36,8 @@ class Interaction:
         args: Encoded request arguments (a codec node of a tuple).
         result: Encoded answer (codec node); for ``random`` the raw words or bytes drawn.
         error: Encoded exception the call raised, or None.
+        strand: The thread or task that made it: ``"0"`` for the entry point's, ``"0.1"``
+            for the first one it started, and so on (format 1.2; older files: ``"0"``).
     """
 
     index: int
@@ -44,18 +46,22 @@ class Interaction:
     args: Any
     result: Any
     error: Any = None
+    strand: str = "0"
 
     def to_record(self) -> list[Any]:
         """The msgpack record stored in the tape section."""
         return [self.channel, self.op, self.args, self.result, self.error]
 
     @classmethod
-    def from_record(cls, index: int, record: Any, path: str) -> Interaction:
-        """Build from a tape record; raises CorruptSnapshotError on a malformed one."""
-        if not (isinstance(record, list) and len(record) == 5 and isinstance(record[0], str)
+    def from_record(cls, index: int, record: Any, path: str, strand: str = "0") -> Interaction:
+        """Build from a tape record; raises CorruptSnapshotError on a malformed one.
+
+        Items after the fifth are ignored: a later minor version may append fields.
+        """
+        if not (isinstance(record, list) and len(record) >= 5 and isinstance(record[0], str)
                 and isinstance(record[1], str)):
             raise CorruptSnapshotError(path, f"tape record {index} is malformed")
-        return cls(index, record[0], record[1], record[2], record[3], record[4])
+        return cls(index, record[0], record[1], record[2], record[3], record[4], strand)
 
 
 class Snapshot:
@@ -125,8 +131,36 @@ class Snapshot:
 
     @property
     def tape(self) -> list[Interaction]:
-        """All interactions in order."""
-        return [Interaction.from_record(i, r, self.path) for i, r in enumerate(self._records(Section.TAPE))]
+        """All interactions in order, each with its strand."""
+        runs = self.strand_runs()
+        out = []
+        strand, k = "0", 0
+        for i, r in enumerate(self._records(Section.TAPE)):
+            while k < len(runs) and runs[k][0] <= i:
+                strand = runs[k][1]
+                k += 1
+            out.append(Interaction.from_record(i, r, self.path, strand))
+        return out
+
+    def strand_runs(self) -> list[tuple[int, str]]:
+        """``(first tape index, strand id)`` runs of the strands section, in order.
+
+        Raises:
+            CorruptSnapshotError: a run is malformed or out of order.
+        """
+        runs: list[tuple[int, str]] = []
+        for n, rec in enumerate(self._records(Section.STRANDS)):
+            if not (isinstance(rec, list) and len(rec) >= 2 and isinstance(rec[0], int) and isinstance(rec[1], str)
+                    and (not runs or rec[0] >= runs[-1][0])):
+                raise CorruptSnapshotError(self.path, f"strands record {n} is malformed")
+            runs.append((rec[0], rec[1]))
+        return runs
+
+    @property
+    def strands(self) -> dict[str, dict[str, Any]]:
+        """Threads and tasks started inside the recorded call: id -> kind, name, parent."""
+        raw = self.header.get("strands")
+        return {k: v for k, v in raw.items() if isinstance(k, str) and isinstance(v, dict)} if isinstance(raw, dict) else {}
 
     @property
     def tape_length(self) -> int:
@@ -142,7 +176,13 @@ class Snapshot:
         """
         if index < 0:
             index += self.tape_length
-        return Interaction.from_record(index, self._file.record(Section.TAPE, index), self.path)
+        record = self._file.record(Section.TAPE, index)
+        strand = "0"
+        for first, s in self.strand_runs():
+            if first > index:
+                break
+            strand = s
+        return Interaction.from_record(index, record, self.path, strand)
 
     @property
     def file(self) -> SnapshotFile:

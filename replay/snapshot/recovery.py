@@ -83,8 +83,15 @@ def check_structure(path: str, section: int, records: list[Any]) -> None:
             raise CorruptSnapshotError(path, f"the outcome kind {short_repr(rec.get('kind'))} is neither return nor exception")
     elif section == Section.TAPE:
         for i, r in enumerate(records):
-            if not (isinstance(r, list) and len(r) == 5 and isinstance(r[0], str) and isinstance(r[1], str)):
+            if not (isinstance(r, list) and len(r) >= 5 and isinstance(r[0], str) and isinstance(r[1], str)):
                 raise CorruptSnapshotError(path, f"tape record {i} is malformed")
+    elif section == Section.STRANDS:
+        last = -1
+        for i, r in enumerate(records):
+            if not (isinstance(r, list) and len(r) >= 2 and isinstance(r[0], int) and isinstance(r[1], str)
+                    and r[0] >= last):
+                raise CorruptSnapshotError(path, f"strands record {i} is malformed")
+            last = r[0]
     elif section == Section.CODE:
         for i, r in enumerate(records):
             if not (isinstance(r, dict) and isinstance(r.get("path"), str)):
