@@ -100,6 +100,11 @@ def _start(fn: Callable[..., Any], kind: str, args: tuple[Any, ...], kwargs: dic
         return None
 
 
+def _roots(entry: dict[str, Any] | None) -> list[str]:
+    root = entry.get("project_root") if entry else None
+    return [root] if root else []
+
+
 def _mode(on: str | None) -> str:
     """The capture mode: the argument, else ``$REPLAY_CAPTURE``, else "error"."""
     mode = on if on is not None else (os.environ.get("REPLAY_CAPTURE") or "error")
@@ -150,7 +155,7 @@ def capture(fn: Any = None, /, *, on: str | None = None, directory: Any = None) 
             if ACTIVE.get() is not None:
                 return await fn(*args, **kwargs)
             entry = _start(fn, "async", args, kwargs)
-            rec = Recorder()
+            rec = Recorder(app_roots=_roots(entry))
             t0 = REAL["time.perf_counter_ns"]()
             token = ACTIVE.set(rec)
             try:
@@ -178,7 +183,7 @@ def capture(fn: Any = None, /, *, on: str | None = None, directory: Any = None) 
         if ACTIVE.get() is not None:
             return fn(*args, **kwargs)
         entry = _start(fn, "function", args, kwargs)
-        rec = Recorder()
+        rec = Recorder(app_roots=_roots(entry))
         t0 = REAL["time.perf_counter_ns"]()
         token = ACTIVE.set(rec)
         try:
@@ -237,7 +242,7 @@ class recording:  # noqa: N801 - used like a function: `with replay.recording():
             return self
         frame = sys._getframe(1)
         self._entry = _start_block(frame)
-        self._rec = Recorder()
+        self._rec = Recorder(app_roots=_roots(self._entry))
         self._t0 = REAL["time.perf_counter_ns"]()
         self._token = ACTIVE.set(self._rec)
         return self

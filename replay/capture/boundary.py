@@ -25,6 +25,7 @@ import contextlib
 import contextvars
 import dataclasses
 import re
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, Final, Protocol
 
@@ -60,9 +61,14 @@ class BoundarySession(Protocol):
     Attributes:
         replaying: False while recording (answers come from the real world), True during
             replay (answers come from the tape and ``real`` is never called).
+        app_roots: Absolute directories holding the application's code: the recorded project
+            root while recording; the candidate code roots and the extracted recorded
+            sources during replay. Channels express paths under them relative to the root
+            (``<app>/data/prices.json``) so requests match whichever copy of the code runs.
     """
 
     replaying: bool
+    app_roots: list[str]
 
     def clock_ns(self, op: str, real: Callable[[], int]) -> int:
         """Return a clock reading in nanoseconds for clock operation ``op``."""
@@ -175,3 +181,20 @@ def normalise_space(text: str) -> str:
 
 register_channel(ChannelSpec("env"))
 register_channel(ChannelSpec("uuid"))
+
+
+_CLAIMED: Final[weakref.WeakSet[Any]] = weakref.WeakSet()
+
+
+def claim_socket(sock: Any) -> None:
+    """Mark a socket as recorded by a higher-level channel (HTTP): the socket channel skips it."""
+    with contextlib.suppress(TypeError):
+        _CLAIMED.add(sock)
+
+
+def is_claimed(sock: Any) -> bool:
+    """True when a higher-level channel records this socket's traffic."""
+    try:
+        return sock in _CLAIMED
+    except TypeError:
+        return False

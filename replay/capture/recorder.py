@@ -58,7 +58,8 @@ class Recorder:
 
     replaying = False
 
-    def __init__(self, max_interactions: int = MAX_INTERACTIONS):
+    def __init__(self, max_interactions: int = MAX_INTERACTIONS, app_roots: list[str] | None = None):
+        self.app_roots = [os.path.abspath(r) for r in app_roots or []]
         # Records are tuples: tuples of atoms are untracked by the cyclic GC, so a long tape
         # does not make every later collection slower. msgpack writes them as arrays.
         self.tape: list[tuple[Any, ...]] = []

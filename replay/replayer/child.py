@@ -183,7 +183,7 @@ def replay_once(request: dict[str, Any]) -> dict[str, Any]:
     extra = os.environ.get("REPLAY_ALLOW_MODULES", "").replace(",", " ").split()
     resolver = _Resolver(entry.get("app_packages", []), extra, trust_imported=True)
     player = TapePlayer(snap.tape, request["mode"], int(header.get("snapshot_id", "0") or "0", 16), resolver,
-                        environ=env.get("environ"), withheld=env.get("environ_withheld"))
+                        environ=env.get("environ"), withheld=env.get("environ_withheld"), app_roots=roots)
     fn = _load_entry(entry, roots)
     decoder = Decoder(resolver)
     args = decoder.decode(entry["args"])

@@ -164,6 +164,7 @@ class TapePlayer:
         environ: The recorded process environment (keyed mode answers env reads the tape
             lacks from it: real recorded values, not inventions).
         withheld: Names of variables whose values were withheld from ``environ``.
+        app_roots: The code roots of this replay (see ``BoundarySession.app_roots``).
 
     Thread-safe: threads and tasks of the replayed call share one player.
     """
@@ -171,8 +172,10 @@ class TapePlayer:
     replaying = True
 
     def __init__(self, tape: list[Interaction], mode: str, seed: int, resolver: TypeResolver,
-                 environ: dict[str, str] | None = None, withheld: list[str] | None = None):
+                 environ: dict[str, str] | None = None, withheld: list[str] | None = None,
+                 app_roots: list[str] | None = None):
         self.tape = tape
+        self.app_roots = [os.path.abspath(r) for r in app_roots or []]
         self.environ = environ
         self.withheld = set(withheld or [])
         self.from_environment = 0
