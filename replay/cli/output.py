@@ -200,9 +200,22 @@ def print_result(result: VerifyResult, *, verbose: bool = True) -> None:
         d = result.divergence
         c.print(Text(f"  first divergence at interaction #{d['index']}: {d['reason']}", style="yellow"))
         c.print(Text.assemble("    asked:    ", safe(f"{d['channel']} {d['op']}{d['asked']}")))
-        c.print(Text.assemble("    recorded: ", safe(d.get("recorded") or "(nothing: the tape has no more interactions)")))
+        c.print(Text.assemble("    recorded: ", safe(d.get("recorded") or "(nothing on the tape answers it)")))
+        for path, old, new in d.get("diff") or []:
+            c.print(Text.assemble("    differs:  ", (safe(path), "cyan"), ": recorded ", (safe(old), "red"),
+                                  ", asked ", (safe(new), "green")))
         for cand in d.get("candidates") or []:
             c.print(Text.assemble("    nearest:  ", safe(cand)))
+        if d.get("stack"):
+            c.print(Text("    asked from (innermost last):", style="dim"))
+            for line in d["stack"][-6:]:
+                c.print(Text.assemble("      ", safe(line)))
+    if result.effects:
+        from replay.verify.verdict import describe_effect
+
+        c.print(Text(f"  {len(result.effects)} effect(s) differ from the recording:", style="yellow"))
+        for effect in result.effects[:10]:
+            c.print(Text.assemble("    ", safe(describe_effect(effect))))
     if result.changed_files:
         c.print(Text.assemble(("  changed code: ", "dim"), safe(", ".join(result.changed_files))))
     if result.synthesized:

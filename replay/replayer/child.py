@@ -28,6 +28,7 @@ from replay.capture.boundary import ACTIVE
 from replay.capture.interceptors import REAL, install
 from replay.capture.recorder import describe_exception, relative_to_roots, return_outcome
 from replay.errors import ReplayDiverged, ReplaySetupError
+from replay.replayer import sandbox
 from replay.replayer.tape import TapePlayer, describe
 from replay.snapshot import open_snapshot
 from replay.snapshot.codec import Decoder, TypeResolver
@@ -188,18 +189,28 @@ def replay_once(request: dict[str, Any]) -> dict[str, Any]:
     decoder = Decoder(resolver)
     args = decoder.decode(entry["args"])
     kwargs = decoder.decode(entry["kwargs"])
+    allowed = [request["workdir"]] if request.get("workdir") else []
+    sandbox.install(allowed, player.block)
     t0 = REAL["time.perf_counter_ns"]()
+    sandbox.activate(request.get("sandbox", True))
     try:
         value = _invoke(fn, entry.get("kind", "function"), args, kwargs, player)
+        sandbox.activate(False)
         outcome = return_outcome(value)
     except ReplayDiverged:
         outcome = {"kind": "diverged"}
     except ReplaySetupError:
         raise
     except Exception as exc:  # the application's own failure is the outcome
+        sandbox.activate(False)
         outcome = describe_exception(exc, roots, _app_modules(entry))
+    finally:
+        sandbox.activate(False)
     outcome["duration_ns"] = REAL["time.perf_counter_ns"]() - t0
     player.finish_strict()
+    effects = player.effects + player.missing_effects()
+    effects += [{"status": "blocked", "channel": b["kind"], "op": b["detail"], "index": None, "asked": b["detail"],
+                 "recorded": None, "stack": b["stack"]} for b in player.blocked]
     return {
         "status": "ok",
         "outcome": outcome,
@@ -207,6 +218,9 @@ def replay_once(request: dict[str, Any]) -> dict[str, Any]:
         "unconsumed": [describe(i) for i in player.unconsumed()[:20]],
         "unconsumed_count": len(player.unconsumed()),
         "synthesized": player.synthesized,
+        "reused": player.reused,
+        "effects": effects,
+        "blocked": player.blocked,
         "from_environment": player.from_environment,
         "code": _code_identity(roots, _app_modules(entry)),
         "code_dirs": code_dirs,

@@ -37,6 +37,13 @@ class ReplayRun:
         unconsumed: Recorded interactions never asked for (rendered, at most 20).
         unconsumed_count: How many there were in all.
         synthesized: Clock/random values invented because the tape ran out, per stream.
+        reused: Answers of constant channels (host facts) served again, per channel.
+        effects: Effects the replay asked for, compared with the recording: maps with
+            ``status`` (``same``, ``changed`` with a ``diff``, ``missing``: recorded but not
+            asked, ``blocked``: stopped by the sandbox), ``channel``, ``op``, ``index`` (tape
+            index of the recorded effect), ``asked`` and ``recorded`` (rendered requests).
+        blocked: Attempts to touch a real system stopped by the sandbox (``kind``,
+            ``detail``, ``stack``).
         from_environment: Env reads answered from the recorded environment, not the tape.
         code: sha256 of each application file the replay loaded, by relative path.
         reason: Why the replay could not run (status other than ok).
@@ -51,6 +58,9 @@ class ReplayRun:
     unconsumed: list[str] = dataclasses.field(default_factory=list)
     unconsumed_count: int = 0
     synthesized: dict[str, int] = dataclasses.field(default_factory=dict)
+    reused: dict[str, int] = dataclasses.field(default_factory=dict)
+    effects: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    blocked: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     from_environment: int = 0
     code: dict[str, str] = dataclasses.field(default_factory=dict)
     reason: str = ""
@@ -81,6 +91,7 @@ def child_environment(snapshot_env: dict[str, Any]) -> tuple[dict[str, str], lis
         warnings.append(f"the recorded time zone has no name; replaying with the fixed offset {env['TZ']}")
     env.pop("PYTHONPATH", None)  # sys.path is built by the child from the snapshot and code roots
     env.pop("REPLAY_DIR", None)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env, warnings
 
 
@@ -91,6 +102,7 @@ def run_replay(
     code_dirs: list[str] | None = None,
     use_recorded_sources: bool = True,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    sandbox: bool = True,
 ) -> ReplayRun:
     """Replay a snapshot once in a fresh subprocess.
 
@@ -102,6 +114,8 @@ def run_replay(
         use_recorded_sources: Also put the snapshot's embedded sources on ``sys.path``
             (after ``code_dirs``).
         timeout_s: Wall-clock limit for the child, in seconds.
+        sandbox: Block real network connections, subprocess spawns and file writes outside
+            the replay's temporary directory (see :mod:`replay.replayer.sandbox`).
 
     Returns:
         A :class:`ReplayRun`.
@@ -126,7 +140,11 @@ def run_replay(
             "code_dirs": code_dirs,
             "use_recorded_sources": use_recorded_sources,
             "workdir": tmp,
+            "sandbox": sandbox,
         }
+        scratch = os.path.join(tmp, "tmp")
+        os.mkdir(scratch)
+        env["TMPDIR"] = scratch  # tempfile writes land inside the sandbox's allowed directory
         req_path = os.path.join(tmp, "request.msgpack")
         res_path = os.path.join(tmp, "result.msgpack")
         with open(req_path, "wb") as fh:

@@ -52,6 +52,9 @@ class VerifyResult:
         synthesized: Clock/random values invented for the candidate, per stream.
         from_environment: Env reads of the candidate answered from the recorded environment.
         unconsumed: Recorded interactions the candidate never asked for.
+        effects: Effects that differ from the recording: ``changed`` (same target, different
+            request, with a ``diff``), ``missing`` (recorded, not made), ``blocked`` (stopped
+            by the sandbox); see :class:`replay.replayer.runner.ReplayRun`.
         warnings: Caveats (hash seed, time zone).
         baseline: The baseline run, for reports.
         candidate: The candidate run, if one ran.
@@ -69,6 +72,7 @@ class VerifyResult:
     synthesized: dict[str, int] = dataclasses.field(default_factory=dict)
     from_environment: int = 0
     unconsumed: list[str] = dataclasses.field(default_factory=list)
+    effects: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     warnings: list[str] = dataclasses.field(default_factory=list)
     baseline: ReplayRun | None = None
     candidate: ReplayRun | None = None
@@ -105,11 +109,35 @@ def same_failure(a: dict[str, Any], b: dict[str, Any]) -> bool:
             and a.get("place") == b.get("place"))
 
 
+def effect_changes(run: ReplayRun) -> list[dict[str, Any]]:
+    """The effects of a run that differ from the recording (status other than ``same``)."""
+    return [e for e in run.effects if e.get("status") != "same"]
+
+
+def describe_effect(effect: dict[str, Any]) -> str:
+    """One line for an effect change: ``http request changed: body.amount: 10000 -> 100``."""
+    status = effect.get("status")
+    head = f"{effect.get('channel')} {effect.get('op')}"
+    if status == "changed":
+        diff = effect.get("diff") or []
+        detail = "; ".join(f"{p}: {old} -> {new}" for p, old, new in diff[:3]) or str(effect.get("asked"))
+        return f"{head} changed: {detail}"
+    if status == "missing":
+        return f"{head}{effect.get('recorded')} was recorded but not made"
+    if status == "blocked":
+        return f"blocked by the sandbox: {effect.get('asked')}"
+    return f"{head}{effect.get('asked')} ({status})"
+
+
 def _matches_recording(recorded: dict[str, Any], run: ReplayRun) -> tuple[bool, str]:
     if run.status != "ok":
         return False, run.reason or run.status
     if run.divergence:
         return False, f"the baseline replay diverged at interaction #{run.divergence['index']}: {run.divergence['reason']}"
+    blocked = [e for e in run.effects if e.get("status") == "blocked"]
+    if blocked:
+        return False, (f"the baseline replay tried to reach a real system the recording did not capture "
+                       f"({describe_effect(blocked[0])})")
     observed = run.outcome
     if recorded.get("kind") == "exception":
         if same_failure(recorded, observed):
@@ -139,6 +167,7 @@ def reproduce(snapshot: str | os.PathLike[str], *, timeout_s: float = DEFAULT_TI
         recorded=summarize_outcome(recorded),
         observed=summarize_outcome(run.outcome) if run.outcome else run.status,
         divergence=run.divergence,
+        effects=effect_changes(run),
         warnings=run.warnings,
         baseline=run,
     )
@@ -174,7 +203,8 @@ def verify(
         recorded=summarize_outcome(recorded), observed=summarize_outcome(run.outcome) if run.outcome else run.status,
         divergence=run.divergence, changed_files=changed, synthesized=run.synthesized,
         from_environment=run.from_environment,
-        unconsumed=run.unconsumed, warnings=run.warnings, baseline=base.baseline, candidate=run,
+        unconsumed=run.unconsumed, effects=effect_changes(run), warnings=run.warnings,
+        baseline=base.baseline, candidate=run,
     )
     result.verdict, result.reason = _judge(recorded, run)
     if result.verdict is Verdict.CHANGED:
@@ -192,17 +222,26 @@ def _judge(recorded: dict[str, Any], run: ReplayRun) -> tuple[Verdict, str]:
             f"({d['reason']}); the result is inconclusive"
         )
     observed = run.outcome
+    changes = effect_changes(run)
+    effects_text = ""
+    if changes:
+        effects_text = "; effects differ: " + "; ".join(describe_effect(e) for e in changes[:3])
+        if len(changes) > 3:
+            effects_text += f" (+{len(changes) - 3} more)"
     if recorded.get("kind") == "exception":
         if observed.get("kind") == "return":
-            return Verdict.FIXED, f"the recorded {summarize_outcome(recorded)} no longer happens; the call now returns"
+            return Verdict.FIXED, (f"the recorded {summarize_outcome(recorded)} no longer happens; the call now "
+                                   f"returns{effects_text}")
         if same_failure(recorded, observed):
             return Verdict.STILL_FAILING, f"the candidate still raises {summarize_outcome(observed)}"
         return Verdict.NEW_FAILURE, f"the candidate raises {summarize_outcome(observed)} instead of {summarize_outcome(recorded)}"
     if observed.get("kind") == "exception":
         return Verdict.NEW_FAILURE, f"the call used to succeed; the candidate raises {summarize_outcome(observed)}"
     if observed.get("value") == recorded.get("value"):
-        return Verdict.UNCHANGED, "same return value as recorded"
-    changes = diff_values(recorded.get("value"), observed.get("value"))
-    text = "; ".join(f"{path}: {old} -> {new}" for path, old, new in changes[:5])
-    more = f" (+{len(changes) - 5} more)" if len(changes) > 5 else ""
-    return Verdict.CHANGED, f"the return value changed: {text}{more}"
+        if changes:
+            return Verdict.CHANGED, f"same return value as recorded{effects_text}"
+        return Verdict.UNCHANGED, "same return value and effects as recorded"
+    diffs = diff_values(recorded.get("value"), observed.get("value"))
+    text = "; ".join(f"{path}: {old} -> {new}" for path, old, new in diffs[:5])
+    more = f" (+{len(diffs) - 5} more)" if len(diffs) > 5 else ""
+    return Verdict.CHANGED, f"the return value changed: {text}{more}{effects_text}"
