@@ -87,8 +87,10 @@ def collect_code(root: str, main_file: str | None = None) -> tuple[list[dict[str
     notes: list[str] = []
     budget = MAX_SOURCES_BYTES
     seen: set[str] = set()
-    for name, module in list(sys.modules.items()):
-        file = getattr(module, "__file__", None)
+    loaded = [(name, getattr(module, "__file__", None)) for name, module in list(sys.modules.items())]
+    if main_file and not any(isinstance(f, str) and os.path.abspath(f) == main_file for _, f in loaded):
+        loaded.append(("__main__", main_file))  # a script run by runpy has left sys.modules
+    for name, file in loaded:
         if not isinstance(file, str) or not file.endswith(".py"):
             continue
         path = os.path.abspath(file)

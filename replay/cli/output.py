@@ -306,3 +306,26 @@ def show_records(file: SnapshotFile, section: int | None, *, as_json: bool = Fal
         c.print(Text.assemble(
             (f"{Section.name(pos.section):<12} {pos.number:>7} {pos.frame_offset:>10} "
              f"{pos.content_offset:>8} {pos.size:>6}  ", "cyan"), safe(text)))
+
+
+def print_check(report: Any) -> None:
+    """The determinism check report (:class:`replay.verify.check.CheckReport`)."""
+    c = console()
+    if report.deterministic:
+        c.print(Text.assemble(("DETERMINISTIC  ", "bold green"), safe(report.snapshot)))
+    else:
+        c.print(Text.assemble(("LEAKS          ", "bold red"), safe(report.snapshot)))
+    channels = ", ".join(f"{k}: {v}" for k, v in sorted(report.channels.items())) or "none"
+    c.print(Text(f"  {report.reproduced} of {report.runs} replays reproduced the recording; "
+                 f"{report.interactions} interactions recorded ({channels})", style="dim"))
+    if report.exit_status is not None:
+        c.print(Text(f"  the recorded program exited with status {report.exit_status}", style="dim"))
+    if report.leaks:
+        c.print(Text(f"  leaked channels: {', '.join(report.leaked_channels())}", style="yellow"))
+        for leak in report.leaks[:20]:
+            c.print(Text.assemble("    ", (f"{leak.kind:<11}", "yellow"), (f"{leak.channel:<10}", "cyan"),
+                                  f"replay {leak.replay}: ", safe(leak.detail)))
+        if len(report.leaks) > 20:
+            c.print(Text(f"    ... {len(report.leaks) - 20} more", style="dim"))
+    for w in report.warnings:
+        c.print(Text.assemble(("  warning: ", "yellow"), safe(w)))

@@ -93,6 +93,22 @@ def _load_entry(entry: dict[str, Any], roots: list[str]) -> Any:
     return getattr(target, api.ENTRY_ATTRIBUTE, target)
 
 
+def _script_entry(entry: dict[str, Any], roots: list[str]) -> Any:
+    """The callable that re-runs a recorded script (entry kind ``script``) from the code roots."""
+    from replay.capture import script
+
+    info = entry.get("script") or {}
+    kind, target = info.get("kind", "path"), info.get("target") or os.path.basename(entry.get("main_file") or "")
+    if kind == "path":
+        for root in roots:
+            if target and os.path.isfile(os.path.join(root, target)):
+                target = os.path.join(root, target)
+                break
+        else:
+            raise ReplaySetupError(f"the recorded script {target or '?'} is not in the recorded sources or code roots")
+    return lambda argv: script.run_target(kind, target, argv)
+
+
 def _app_modules(entry: dict[str, Any]) -> set[str]:
     """Top-level names of the recorded application (packages, modules, the script)."""
     names = set(entry.get("app_packages") or [])
@@ -185,12 +201,20 @@ def replay_once(request: dict[str, Any]) -> dict[str, Any]:
     resolver = _Resolver(entry.get("app_packages", []), extra, trust_imported=True)
     player = TapePlayer(snap.tape, request["mode"], int(header.get("snapshot_id", "0") or "0", 16), resolver,
                         environ=env.get("environ"), withheld=env.get("environ_withheld"), app_roots=roots)
-    fn = _load_entry(entry, roots)
+    is_script = entry.get("kind") == "script"
+    fn = _script_entry(entry, roots) if is_script else _load_entry(entry, roots)
     decoder = Decoder(resolver)
     args = decoder.decode(entry["args"])
     kwargs = decoder.decode(entry["kwargs"])
     allowed = [request["workdir"]] if request.get("workdir") else []
     sandbox.install(allowed, player.block)
+    saved_stdout = sys.stdout
+    output = None
+    if is_script:
+        from replay.capture.script import Tee
+
+        output = Tee(saved_stdout, passthrough=False)
+        sys.stdout = output  # type: ignore[assignment]
     t0 = REAL["time.perf_counter_ns"]()
     sandbox.activate(request.get("sandbox", True))
     try:
@@ -206,7 +230,10 @@ def replay_once(request: dict[str, Any]) -> dict[str, Any]:
         outcome = describe_exception(exc, roots, _app_modules(entry))
     finally:
         sandbox.activate(False)
+        sys.stdout = saved_stdout
     outcome["duration_ns"] = REAL["time.perf_counter_ns"]() - t0
+    if output is not None:
+        outcome["stdout"] = output.text()
     player.finish_strict()
     effects = player.effects + player.missing_effects()
     effects += [{"status": "blocked", "channel": b["kind"], "op": b["detail"], "index": None, "asked": b["detail"],
@@ -217,6 +244,7 @@ def replay_once(request: dict[str, Any]) -> dict[str, Any]:
         "divergence": player.divergence.to_dict() if player.divergence else None,
         "unconsumed": [describe(i) for i in player.unconsumed()[:20]],
         "unconsumed_count": len(player.unconsumed()),
+        "unconsumed_channels": _count_channels(player.unconsumed()),
         "synthesized": player.synthesized,
         "reused": player.reused,
         "effects": effects,
@@ -225,6 +253,13 @@ def replay_once(request: dict[str, Any]) -> dict[str, Any]:
         "code": _code_identity(roots, _app_modules(entry)),
         "code_dirs": code_dirs,
     }
+
+
+def _count_channels(interactions: list[Any]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for inter in interactions:
+        out[inter.channel] = out.get(inter.channel, 0) + 1
+    return out
 
 
 def main(argv: list[str]) -> int:

@@ -36,6 +36,7 @@ class ReplayRun:
             or None.
         unconsumed: Recorded interactions never asked for (rendered, at most 20).
         unconsumed_count: How many there were in all.
+        unconsumed_channels: How many per channel.
         synthesized: Clock/random values invented because the tape ran out, per stream.
         reused: Answers of constant channels (host facts) served again, per channel.
         effects: Effects the replay asked for, compared with the recording: maps with
@@ -57,6 +58,7 @@ class ReplayRun:
     divergence: dict[str, Any] | None = None
     unconsumed: list[str] = dataclasses.field(default_factory=list)
     unconsumed_count: int = 0
+    unconsumed_channels: dict[str, int] = dataclasses.field(default_factory=dict)
     synthesized: dict[str, int] = dataclasses.field(default_factory=dict)
     reused: dict[str, int] = dataclasses.field(default_factory=dict)
     effects: list[dict[str, Any]] = dataclasses.field(default_factory=list)
