@@ -39,7 +39,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from replay.capture.boundary import CLOCK_STREAMS, STRAND, channel_spec
+from replay.capture.boundary import CLOCK_STREAMS, STRAND, channel_spec, suspended
 from replay.errors import ReplayDiverged
 from replay.snapshot.codec import Decoder, Encoder, TypeResolver, render
 from replay.snapshot.model import Interaction
@@ -264,7 +264,7 @@ class TapePlayer:
         return [t[3] for t in scored[:MAX_CANDIDATES]]
 
     def _diverge(self, channel: str, op: str, args_node: Any, reason: str, recorded: Interaction | None) -> ReplayDiverged:
-        with self._lock:
+        with self._lock, suspended():  # building the report must not ask the boundary itself
             if self.divergence is None:
                 near = self._nearest(channel, op, args_node)
                 compare = recorded if recorded is not None else (near[0] if near else None)
@@ -503,7 +503,7 @@ class TapePlayer:
 
     def block(self, kind: str, detail: str) -> None:
         """Log an attempt of the replayed code to touch a real system (see the sandbox)."""
-        with self._lock:
+        with self._lock, suspended():
             if len(self.blocked) < 200:
                 self.blocked.append({"kind": kind, "detail": detail, "stack": replay_stack(3)[-4:]})
 

@@ -282,6 +282,11 @@ class Decoder:
             exc: Any = Opaque(n[1], n[3], "exception type not allowed")
         else:
             exc = cls.__new__(cls)
+            if issubclass(cls, OSError) and 2 <= len(args) <= 5:
+                try:  # OSError.__new__ fills errno, strerror and filename from the arguments
+                    exc = cls.__new__(cls, *args)
+                except Exception:  # noqa: BLE001 - odd arguments: keep the plain instance
+                    exc = cls.__new__(cls)
             exc.args = tuple(args)
             attrs = n[4]
             for i in range(0, len(attrs) - 1, 2):

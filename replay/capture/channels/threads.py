@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio.tasks
 import concurrent.futures
 import contextvars
+import functools
 import logging
 import threading
 from typing import Any
@@ -53,6 +54,16 @@ def _thread_start(self: threading.Thread) -> None:
 def _submit(self: concurrent.futures.ThreadPoolExecutor, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
     session = ACTIVE.get()
     if session is not None:
+        inner = getattr(fn, "func", None)
+        owner = getattr(inner, "__self__", None)
+        if isinstance(fn, functools.partial) and isinstance(owner, contextvars.Context):
+            # asyncio.to_thread: the work runs in a context copied before submit; give that
+            # context the new strand (it is a private copy, nobody else runs in it)
+            name = getattr(fn.args[0], "__qualname__", "to_thread") if fn.args else "to_thread"
+            ctx = _strand_context(session, "pool", str(name))
+            if ctx is not None:
+                owner.run(STRAND.set, ctx.run(STRAND.get))
+            return _real_submit(self, fn, *args, **kwargs)
         ctx = _strand_context(session, "pool", getattr(fn, "__qualname__", type(fn).__name__))
         if ctx is not None:
             return _real_submit(self, ctx.run, fn, *args, **kwargs)
