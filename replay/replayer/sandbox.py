@@ -17,7 +17,7 @@ Blocked while active:
 * files: ``open`` for writing (mode with ``w``, ``a``, ``x`` or ``+``, or write flags of
   ``os.open``), ``os.remove``, ``os.rename``, ``os.mkdir``, ``os.rmdir``, ``os.chmod``,
   ``os.chown``, ``os.link``, ``os.symlink``, ``os.truncate``, ``os.utime``,
-  ``shutil.rmtree``, ``shutil.move`` and ``sqlite3.connect`` of a file, outside the allowed
+  ``shutil.rmtree`` and ``sqlite3.connect`` of a file, outside the allowed
   directories (the replay's temporary directory).
 
 Audit hooks cannot be removed: :func:`install` adds one per process (the replay child) and
@@ -34,6 +34,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, Final
 
+from replay.capture.boundary import ACTIVE
+
 _NETWORK: Final = frozenset({
     "socket.connect", "socket.sendto", "socket.sendmsg", "socket.getaddrinfo", "socket.gethostbyname",
     "socket.gethostbyaddr", "socket.getnameinfo",
@@ -44,8 +46,11 @@ _PROCESS: Final = frozenset({
 })
 _PATH_EFFECTS: Final = frozenset({
     "os.remove", "os.rename", "os.mkdir", "os.rmdir", "os.chmod", "os.chown", "os.link", "os.symlink",
-    "os.truncate", "os.utime", "shutil.rmtree", "shutil.move", "shutil.copyfile", "shutil.copytree",
+    "os.truncate", "os.utime", "shutil.rmtree",
 })
+# shutil.copyfile/copytree/move raise their own events before the os-level calls they make;
+# those calls are answered by the file channel (or raise their own blocked events), so the
+# shutil-level events are not watched.
 _WATCHED: Final = _NETWORK | _PROCESS | _PATH_EFFECTS | {"open", "sqlite3.connect"}
 _WRITE_FLAGS: Final = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 
@@ -107,14 +112,17 @@ class Sandbox:
         """The audit hook (:func:`sys.addaudithook`)."""
         if not self.active or event not in _WATCHED or getattr(self._local, "busy", False):
             return
-        why = self.verdict(event, args)
+        self._local.busy = True  # judging and reporting must not audit themselves
+        token = ACTIVE.set(None)  # nor ask the replay's boundary (realpath calls os.lstat)
+        try:
+            why = self.verdict(event, args)
+            if why is not None:
+                self.report(event.split(".")[0] if event != "open" else "file", why)
+        finally:
+            ACTIVE.reset(token)
+            self._local.busy = False
         if why is None:
             return
-        self._local.busy = True  # reporting must not audit itself
-        try:
-            self.report(event.split(".")[0] if event != "open" else "file", why)
-        finally:
-            self._local.busy = False
         raise SandboxViolation(f"replay sandbox: blocked {why} (replay never touches real systems)")
 
 

@@ -197,14 +197,17 @@ def test_candidate_reading_a_new_variable_is_answered_from_the_recorded_environm
 
 
 def test_baseline_that_asks_differently_is_not_reproducible_and_names_the_divergence(app, tmp_path):
-    # The program decides from a file (not recorded in this version) whether to read the clock.
+    # The program decides from a file read below the file channel (os.open/os.read are not
+    # recorded) whether to read the clock.
     flag = tmp_path / "flag"
     flag.write_text("1")
     app.write("flaky.py", f"""
-        import time, replay
+        import os, time, replay
         @replay.capture(on="always")
         def work():
-            extra = open({str(flag)!r}).read() == "1"
+            fd = os.open({str(flag)!r}, os.O_RDONLY)
+            extra = os.read(fd, 1) == b"1"
+            os.close(fd)
             a = time.time()
             return (a, time.time()) if extra else (a,)
     """)
