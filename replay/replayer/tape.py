@@ -251,17 +251,20 @@ class TapePlayer:
         return inter
 
     def _nearest(self, channel: str, op: str, args_node: Any) -> list[Interaction]:
+        """Recorded interactions of the channel most like the request: same operation
+        first, then by textual similarity; ones already answered are included (the
+        candidate may be asking twice) but rank after unanswered ones of equal likeness."""
         asked = render(args_node, width=400)
         scored = []
         for inter in self.tape:
-            if inter.index in self.consumed or inter.channel != channel:
+            if inter.channel != channel:
                 continue
             ratio = difflib.SequenceMatcher(None, asked, render(inter.args, width=400)).ratio()
-            scored.append((inter.op == op, ratio, -inter.index, inter))
+            scored.append((inter.op == op, round(ratio, 2), inter.index not in self.consumed, -inter.index, inter))
             if len(scored) > 2000:  # a bound on the work for huge tapes
                 break
-        scored.sort(key=lambda t: (t[0], t[1], t[2]), reverse=True)
-        return [t[3] for t in scored[:MAX_CANDIDATES]]
+        scored.sort(key=lambda t: t[:4], reverse=True)
+        return [t[4] for t in scored[:MAX_CANDIDATES]]
 
     def _diverge(self, channel: str, op: str, args_node: Any, reason: str, recorded: Interaction | None) -> ReplayDiverged:
         with self._lock, suspended():  # building the report must not ask the boundary itself
@@ -281,7 +284,8 @@ class TapePlayer:
                     op=op,
                     asked=_args_text(args_node),
                     recorded=describe(recorded) if recorded is not None else None,
-                    candidates=[describe(i) for i in near if i is not recorded],
+                    candidates=[describe(i) + (" (already answered)" if i.index in self.consumed else "")
+                                for i in near if i is not recorded],
                     reason=reason,
                     diff=diff,
                     stack=replay_stack(3),
