@@ -145,8 +145,9 @@ class ChannelSpec:
             URL, table and statement, path). A candidate effect with no exact match but a
             recorded effect to the same target is served that effect's answer and reported
             as a changed effect. Default: no target (an unmatched effect diverges).
-        constant: Answers cannot change within a process (host name, pid): a candidate that
-            asks more often than recorded is answered with the last recorded answer.
+        constant: Answers to the same request are stable (host name, pid, a file's content
+            or status): a candidate that asks more often than recorded is answered with the
+            last recorded answer for that key (never for effects), counted as reused.
     """
 
     name: str

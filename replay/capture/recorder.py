@@ -73,17 +73,17 @@ class Recorder:
         self._children: dict[str, int] = {}
         self._lock: threading.Lock | None = None  # created when a second strand starts
 
-    def _append(self, record: tuple[Any, ...]) -> None:
+    def _append(self, record: tuple[Any, ...]) -> int:
+        """Append a record; returns its tape index, or -1 when it was dropped."""
         if self.closed:
-            return
+            return -1
         lock = self._lock
         if lock is None:
-            self._append_locked(record)
-            return
+            return self._append_locked(record)
         with lock:
-            self._append_locked(record)
+            return self._append_locked(record)
 
-    def _append_locked(self, record: tuple[Any, ...]) -> None:
+    def _append_locked(self, record: tuple[Any, ...]) -> int:
         n = len(self.tape)
         if n < self.max_interactions:
             strand = STRAND.get()
@@ -91,9 +91,11 @@ class Recorder:
                 self.runs.append((n, strand))
                 self._last_strand = strand
             self.tape.append(record)
-        elif n == self.max_interactions:
+            return n
+        if n == self.max_interactions:
             self.reasons.append(f"tape limit of {self.max_interactions} interactions reached")
             self.tape.append(("meta", "truncated", _EMPTY_ARGS, None, None))
+        return -1
 
     def close(self) -> None:
         """Stop recording: later interactions (of threads still running) are dropped."""
@@ -162,11 +164,11 @@ class Recorder:
         """Append an interaction whose answer the caller obtained itself; returns its index.
 
         For channels whose request and answer are not one function call (an HTTP exchange
-        read as a stream, a subprocess that is waited on later).
+        read as a stream, a subprocess that is waited on later). Returns -1 when the
+        interaction was dropped (the recording is closed or over its tape limit).
         """
-        self._append((channel, op, self._encode(args), self._encode(result) if error is None else None,
-                      None if error is None else self._encode(error)))
-        return len(self.tape) - 1
+        return self._append((channel, op, self._encode(args), self._encode(result) if error is None else None,
+                             None if error is None else self._encode(error)))
 
     def strand_records(self) -> list[list[Any]]:
         """The strands section: ``[first tape index, strand id]`` runs (empty: all in strand "0")."""

@@ -442,7 +442,7 @@ class TapePlayer:
                 return inter
             if channel == "env" and self.environ is not None:
                 return Served(self._from_environment(op, args, args_node))
-            if spec.constant and key in self._last_answer:
+            if spec.constant and not is_effect and key in self._last_answer:
                 self.reused[channel] = self.reused.get(channel, 0) + 1
                 return self._last_answer[key]
             if is_effect and spec.target is not None:

@@ -229,6 +229,12 @@ class Encoder:
             if not name.startswith("__"):
                 attrs.append(name)
                 attrs.append(self._enc(val, depth + 1))
+        if isinstance(v, OSError):  # slots outside args: OSError(2, "msg", "path").args == (2, "msg")
+            for name in ("filename", "filename2"):
+                val = getattr(v, name, None)
+                if val is not None:
+                    attrs.append(name)
+                    attrs.append(self._enc(val, depth + 1))
         return ["exc", type_path(cls), args, message, attrs]
 
     def _plain_object(self, v: Any, cls: type, depth: int) -> Any:

@@ -775,7 +775,9 @@ def _target(op: str, args: Any) -> Any:
     return args
 
 
-SPEC: Final = register_channel(ChannelSpec(CHANNEL, key=_key, effect=_is_effect, target=_target))
+# constant: a candidate that reads or stats a path more often than recorded (requests stats
+# ~/.netrc on every call) gets the last recorded answer for that path, counted as reused.
+SPEC: Final = register_channel(ChannelSpec(CHANNEL, key=_key, effect=_is_effect, target=_target, constant=True))
 
 
 # ---------------------------------------------------------------------------- install
