@@ -1,32 +1,46 @@
 """Interceptors for the channels of issue 2: clock, random (at the source), env, uuid1.
 
 :func:`install` is idempotent and process-wide. It replaces module attributes
-(``time.time``, ``os.urandom``, ...), switches ``random``'s hidden generator to a subclass
-that draws raw 32-bit words, swaps ``os.environ``'s class for a recording subclass, and
-replaces ``datetime.datetime``/``datetime.date`` (C types whose methods cannot be patched)
-by subclasses whose metaclass keeps ``isinstance`` true for real instances, as freezegun
-does. Names that application modules bound before installation (``from time import time``)
-are rebound by a scan of the loaded non-standard-library modules.
+(``time.time``, ``os.urandom``, ...), patches ``random.Random``'s generator methods
+(``random``, ``getrandbits``, ``seed``, ``getstate``, ``setstate``) and rebinds the
+``random`` module's functions (bound methods of its hidden generator), swaps
+``os.environ``'s class for a recording subclass, and replaces ``datetime.datetime``/
+``datetime.date`` (C types whose methods cannot be patched) by subclasses whose metaclass
+keeps ``isinstance`` true for real instances, as freezegun does. Names that application
+modules bound before installation (``from time import time``) are rebound by a scan of the
+loaded non-standard-library modules.
 
 Randomness is recorded at its source (DESIGN.md section 6): the Mersenne Twister words
 behind ``random()``/``getrandbits()`` and the bytes of ``os.urandom``, so a candidate that
 calls a different random function still draws the same numbers. The word arithmetic
 mirrors CPython's ``Modules/_randommodule.c`` (``random_random`` and
 ``_random_Random_getrandbits_impl``), so recorded values equal unrecorded ones bit for bit.
+
+Which generators are recorded: every ``random.Random`` instance (the hidden one behind
+``random.random()``, module-level ones created at import, instances created during the
+call) *except* one seeded with an explicit value or given a state (``Random(42)``,
+``rng.seed(42)``, ``random.seed(42)``, ``setstate``) inside the current session: that one
+is deterministic from within the recorded call, so its draws are the real generator's
+and a candidate that seeds gets the seeded values. An instance seeded before the call
+started is recorded, as its position in the stream depends on what production drew
+before. ``SystemRandom``, ``secrets`` and ``uuid.uuid4`` draw from ``os.urandom``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import functools
 import os
 import random as _random
 import sys
 import threading
 import time as _time
 import uuid as _uuid
+import weakref
 from typing import Any, Final
 
-from replay.capture.boundary import ACTIVE
+from replay.capture.boundary import ACTIVE, ChannelSpec, register_channel
 
 _lock = threading.Lock()
 _installed = False
@@ -198,40 +212,127 @@ def words_needed(k: int) -> int:
     return 0 if k == 0 else (k - 1) // 32 + 1
 
 
-class RecordedRandom(_random.Random):
-    """The class of ``random``'s hidden generator once installed: draws go through the tape.
+# Instance attribute of a ``random.Random`` made deterministic inside a session (seeded
+# with a value, or given a state): a weak reference to that session. Its draws in that
+# session are the real generator's; every other instance's draws in a session (seeded from
+# the system, or seeded before the recorded call started, possibly with draws made since)
+# are recorded at the source, because the recorded call cannot reproduce its state.
+SEEDED_IN: Final = "_replay_seeded_in"
+# getstate() of a recorded instance: not words, so not on the ``random`` channel's streams
+STATE_CHANNEL: Final = "random.state"
+register_channel(ChannelSpec(STATE_CHANNEL))
 
-    Only ``random()`` and ``getrandbits()`` touch the generator; every other method of
-    :class:`random.Random` is built on them, so recording these two records them all.
+_RealRandom = _random.Random
+_real_seed = _RealRandom.seed
+_real_getstate = _RealRandom.getstate
+_real_setstate = _RealRandom.setstate
+_c_random = _random._random.Random.random  # type: ignore[attr-defined]
+_c_getrandbits = _random._random.Random.getrandbits  # type: ignore[attr-defined]
+
+
+def _session_ref(s: Any) -> Any:
+    try:
+        return weakref.ref(s)
+    except TypeError:  # a session without weak references: compared by identity, kept alive
+        return lambda: s
+
+
+def _deterministic_in(rng: Any, s: Any) -> bool:
+    """True when ``rng`` was seeded (or given a state) inside session ``s``."""
+    try:
+        ref = rng.__dict__.get(SEEDED_IN)
+    except AttributeError:
+        return False
+    return ref is not None and ref() is s
+
+
+def _mark(rng: Any, deterministic: bool) -> None:
+    s = ACTIVE.get()
+    with contextlib.suppress(AttributeError):  # every random.Random has a __dict__
+        rng.__dict__[SEEDED_IN] = _session_ref(s) if deterministic and s is not None else None
+
+
+def _words(s: Any, op: str, args: tuple[Any, ...], count: int, rng: Any) -> list[int]:
+    # A generator the replay machinery uses itself (the tape player's, for synthesized
+    # values) is marked with exempt() and never reaches this point.
+    return s.mt_words(op, args, count, functools.partial(_c_getrandbits, rng, 32))  # type: ignore[no-any-return]
+
+
+def exempt(rng: Any) -> Any:
+    """Mark a ``random.Random`` of the replay machinery itself: its draws are never recorded."""
+    rng.__dict__[SEEDED_IN] = ACTIVE.get  # "seeded in" whichever session asks
+    return rng
+
+
+def _random_method(self: Any) -> float:
+    """``random.Random.random``: recorded at the source unless seeded in this session."""
+    s = ACTIVE.get()
+    if s is None or _deterministic_in(self, s):
+        return _c_random(self)  # type: ignore[no-any-return]
+    w = _words(s, "random.random", (), 2, self)
+    return _words_to_double(w[0], w[1])
+
+
+def _getrandbits_method(self: Any, k: int) -> int:
+    """``random.Random.getrandbits``: recorded at the source unless seeded in this session."""
+    s = ACTIVE.get()
+    if s is None or k < 0 or _deterministic_in(self, s):
+        return _c_getrandbits(self, k)  # type: ignore[no-any-return]
+    if k == 0:
+        return 0
+    return words_to_bits(_words(s, "random.getrandbits", (k,), words_needed(k), self), k)
+
+
+def _randbytes_method(self: Any, n: int) -> bytes:
+    """``random.Random.randbytes`` as CPython defines it, through ``getrandbits``."""
+    return self.getrandbits(n * 8).to_bytes(n, "little")  # type: ignore[no-any-return]
+
+
+def _seed_method(self: Any, a: Any = None, version: int = 2) -> None:
+    """``random.Random.seed``: an explicit seed inside a session makes the instance deterministic."""
+    _real_seed(self, a, version)
+    _mark(self, a is not None)
+
+
+def _setstate_method(self: Any, state: Any) -> None:
+    """``random.Random.setstate``: a state given inside a session makes the instance deterministic."""
+    _real_setstate(self, state)
+    _mark(self, True)
+
+
+def _getstate_method(self: Any) -> Any:
+    """``random.Random.getstate``: the state of a recorded instance is recorded too.
+
+    On replay such an instance's real state is not production's (its draws come from the
+    tape), so a copy made from it (``copy.deepcopy``, pickling, ``setstate(getstate())``)
+    must get the recorded state to draw what production drew.
     """
+    s = ACTIVE.get()
+    if s is None or _deterministic_in(self, s):
+        return _real_getstate(self)
+    return s.call(STATE_CHANNEL, "random.getstate", (), functools.partial(_real_getstate, self))
 
-    def random(self) -> float:
-        s = ACTIVE.get()
-        if s is None:
-            return super().random()
-        w = s.mt_words("random.random", (), 2, self._word)
-        return _words_to_double(w[0], w[1])
 
-    def getrandbits(self, k: int) -> int:
-        s = ACTIVE.get()
-        if s is None or k < 0:
-            return super().getrandbits(k)
-        if k == 0:
-            return 0
-        return words_to_bits(s.mt_words("random.getrandbits", (k,), words_needed(k), self._word), k)
-
-    def randbytes(self, n: int) -> bytes:
-        return self.getrandbits(n * 8).to_bytes(n, "little")
-
-    def _word(self) -> int:
-        return _random.Random.getrandbits(self, 32)
+_RANDOM_METHODS: Final = {
+    "random": _random_method,
+    "getrandbits": _getrandbits_method,
+    "randbytes": _randbytes_method,
+    "seed": _seed_method,
+    "getstate": _getstate_method,
+    "setstate": _setstate_method,
+}
+for _name, _fn in _RANDOM_METHODS.items():
+    _fn.__name__ = _name
+    _fn.__qualname__ = f"Random.{_name}"
+    _fn.__module__ = "random"
+    _fn.__doc__ = getattr(_RealRandom, _name).__doc__
 
 
 def _urandom_fn(size: int) -> bytes:
     s = ACTIVE.get()
     if s is None:
         return _real_urandom(size)
-    return s.urandom("os.urandom", size, _real_urandom)
+    return s.urandom("os.urandom", size, _real_urandom)  # type: ignore[no-any-return]
 
 
 _urandom_fn.__name__ = "urandom"
@@ -320,7 +421,8 @@ def install() -> None:
             setattr(module, name, new)
         inst = _random._inst  # type: ignore[attr-defined]
         bound = {n: v for n, v in vars(_random).items() if getattr(v, "__self__", None) is inst}
-        inst.__class__ = RecordedRandom
+        for name, method in _RANDOM_METHODS.items():
+            setattr(_RealRandom, name, method)
         for name, old in bound.items():
             new = getattr(inst, name)
             _REPLACEMENTS[id(old)] = (old, new)

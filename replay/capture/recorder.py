@@ -113,6 +113,8 @@ class Recorder:
         return strand
 
     def _encode(self, value: Any) -> Any:
+        if type(value) is int and -(1 << 63) <= value < (1 << 64):
+            return value  # msgpack-native: no encoder needed (pids, sizes, counts)
         if type(value) is tuple and all(type(v) in _PRIMITIVES for v in value):
             return ("t", *value)  # the common case (env keys, sizes): no encoder needed
         if type(value) in _PRIMITIVES:

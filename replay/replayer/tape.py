@@ -40,6 +40,7 @@ from collections.abc import Callable
 from typing import Any
 
 from replay.capture.boundary import CLOCK_STREAMS, STRAND, channel_spec, suspended
+from replay.capture.interceptors import exempt
 from replay.errors import ReplayDiverged
 from replay.snapshot.codec import Decoder, Encoder, TypeResolver, render
 from replay.snapshot.model import Interaction
@@ -189,7 +190,7 @@ class TapePlayer:
         self.effects: list[dict[str, Any]] = []
         self.blocked: list[dict[str, Any]] = []
         self._lock = threading.RLock()
-        self._rng = random.Random(seed)
+        self._rng = exempt(random.Random(seed))  # synthesized values: never recorded nor served
         self._children: dict[str, int] = {}
         # strict: each strand's interactions in order
         self._strands: dict[str, deque[Interaction]] = {}

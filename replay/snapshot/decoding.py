@@ -18,7 +18,7 @@ import sys
 import uuid
 import zoneinfo
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Final
 
 from replay.snapshot.encoding import _PATH_CLASSES, _is_plain_class, type_path
 from replay.snapshot.format import short_repr
@@ -201,9 +201,9 @@ class Decoder:
     def _dec_value(self, tag: str, n: list[Any]) -> Any:  # noqa: C901
         if tag == "dt":  # the current class: replay's recording subclass once installed
             year, month, day, hour, minute, second, micro = n[1:8]
-            return _dt.datetime(year, month, day, hour, minute, second, micro, fold=n[8], tzinfo=self._tz(n[9]))
+            return _DATETIME(year, month, day, hour, minute, second, micro, fold=n[8], tzinfo=self._tz(n[9]))
         if tag == "date":
-            return _dt.date(*n[1:4])
+            return _DATE(*n[1:4])
         if tag == "time":
             hour, minute, second, micro = n[1:5]
             return _dt.time(hour, minute, second, micro, fold=n[5], tzinfo=self._tz(n[6]))
@@ -297,6 +297,17 @@ class Decoder:
         self._refs[slot] = exc
         return exc
 
+
+def _builtin(cls: type) -> type:
+    """The first class of ``cls``'s MRO that is not a heap type: the C class itself, even
+    after replay's interceptors replaced ``datetime.date``/``datetime.datetime`` by
+    subclasses (decoded values must be plain dates, whose repr says ``datetime.date``)."""
+    heap = 1 << 9  # Py_TPFLAGS_HEAPTYPE
+    return next((c for c in cls.__mro__ if not c.__flags__ & heap), cls)
+
+
+_DATE: Final = _builtin(_dt.date)
+_DATETIME: Final = _builtin(_dt.datetime)
 
 _ZONE_KEY = re.compile(r"[A-Za-z0-9_+-]+(?:/[A-Za-z0-9_+-]+)*")
 
