@@ -40,7 +40,7 @@ import uuid as _uuid
 import weakref
 from typing import Any, Final
 
-from replay.capture.boundary import ACTIVE, ChannelSpec, register_channel
+from replay.capture.boundary import ACTIVE, STRAND, ChannelSpec, register_channel
 
 _lock = threading.Lock()
 _installed = False
@@ -153,11 +153,14 @@ class RecordedDatetime(_RealDatetime, metaclass=_RealDatetimeMeta):
 
     @classmethod
     def now(cls, tz: Any = None) -> Any:
+        # Values are plain datetime.datetime instances (C constructors: fast, and type(x) is
+        # what production code sees without replay); only subclasses build their own type.
+        base = _RealDatetime if cls is RecordedDatetime else cls
         s = ACTIVE.get()
         if s is None:
-            return super().now(tz)
+            return base.now(tz) if base is _RealDatetime else super().now(tz)
         secs, rest = divmod(s.clock_ns("datetime.now", _real_time_ns), 1_000_000_000)
-        return cls.fromtimestamp(secs, tz).replace(microsecond=rest // 1000)
+        return base.fromtimestamp(secs, tz).replace(microsecond=rest // 1000)
 
     @classmethod
     def utcnow(cls) -> Any:
@@ -351,30 +354,80 @@ _uuid1_fn.__name__ = "uuid1"
 # -------------------------------------------------------------------------------- env
 
 
+_MISSING: Final = object()
+
+
+def _env_memo(s: Any) -> dict[tuple[str, str, str], Any]:
+    """The session's memo of environment answers (per strand: strands race)."""
+    memo = s.__dict__.get("env_memo")
+    if memo is None:
+        memo = s.__dict__["env_memo"] = {}
+    return memo  # type: ignore[no-any-return]
+
+
 class RecordedEnviron(os._Environ):  # type: ignore[type-arg,misc]
     """``os.environ``'s class once installed: reads by key and listings are interactions.
 
-    ``os.getenv``, ``get`` and ``in`` all go through ``__getitem__``.
+    ``os.getenv``, ``get`` and ``in`` all go through ``__getitem__``. The environment only
+    changes from inside the process, so each strand's first read of a key (and first
+    listing) is an interaction and later ones are answered from a per-session memo until
+    the program changes ``os.environ`` (requests reads every proxy variable on every call:
+    one interaction per variable, not one per read). Recording and replay memoise alike.
     """
 
     def __getitem__(self, key: str) -> str:
         s = ACTIVE.get()
         if s is None:
             return super().__getitem__(key)  # type: ignore[no-any-return]
-        return s.call("env", "environ.get", (key,), lambda: os._Environ.__getitem__(self, key))  # type: ignore[no-any-return]
+        memo = _env_memo(s)
+        slot = (STRAND.get(), "get", key)
+        value = memo.get(slot, _MISSING) if isinstance(key, str) else _MISSING
+        if value is _MISSING:
+            try:
+                value = s.call("env", "environ.get", (key,), lambda: os._Environ.__getitem__(self, key))
+            except KeyError:
+                if isinstance(key, str):
+                    memo[slot] = None
+                raise
+            if isinstance(key, str):
+                memo[slot] = value
+        elif value is None:
+            raise KeyError(key)
+        return value  # type: ignore[no-any-return]
 
     def __iter__(self) -> Any:
         s = ACTIVE.get()
         if s is None:
             return super().__iter__()
-        keys = s.call("env", "environ.keys", (), lambda: list(os._Environ.__iter__(self)))
-        return iter(keys)
+        memo = _env_memo(s)
+        slot = (STRAND.get(), "keys", "")
+        keys = memo.get(slot, _MISSING)
+        if keys is _MISSING:
+            keys = memo[slot] = s.call("env", "environ.keys", (), lambda: list(os._Environ.__iter__(self)))
+        return iter(list(keys))
 
     def __len__(self) -> int:
         s = ACTIVE.get()
         if s is None:
             return super().__len__()  # type: ignore[no-any-return]
-        return s.call("env", "environ.len", (), lambda: os._Environ.__len__(self))  # type: ignore[no-any-return]
+        memo = _env_memo(s)
+        slot = (STRAND.get(), "len", "")
+        n = memo.get(slot, _MISSING)
+        if n is _MISSING:
+            n = memo[slot] = s.call("env", "environ.len", (), lambda: os._Environ.__len__(self))
+        return n  # type: ignore[no-any-return]
+
+    def __setitem__(self, key: str, value: str) -> None:
+        super().__setitem__(key, value)
+        s = ACTIVE.get()
+        if s is not None:
+            _env_memo(s).clear()
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        s = ACTIVE.get()
+        if s is not None:
+            _env_memo(s).clear()
 
 
 # ---------------------------------------------------------------------------- install
