@@ -145,7 +145,6 @@ class World:
 CHEAP, MEDIUM, FEW = "cheap", "medium", "few"
 
 
-@dataclasses.dataclass
 def _forget_env() -> None:
     """Drop the session's env memo, so the next read is a first read (an interaction).
 
@@ -160,6 +159,7 @@ def _forget_env() -> None:
         s.__dict__.pop("env_memo", None)
 
 
+@dataclasses.dataclass
 class Case:
     """One boundary call.
 
