@@ -235,7 +235,9 @@ def replay_once(request: dict[str, Any]) -> dict[str, Any]:
     if output is not None:
         outcome["stdout"] = output.text()
     player.finish_strict()
-    effects = player.effects + player.missing_effects()
+    # after a divergence the replay stopped: recorded effects it never reached are not
+    # "missing" (they stay in the unconsumed list)
+    effects = player.effects + ([] if player.divergence else player.missing_effects())
     effects += [{"status": "blocked", "channel": b["kind"], "op": b["detail"], "index": None, "asked": b["detail"],
                  "recorded": None, "stack": b["stack"]} for b in player.blocked]
     return {

@@ -127,7 +127,8 @@ def _symptoms(run: ReplayRun, recorded: dict[str, Any], index: int, hash_seed_kn
     if "stdout" in recorded and run.outcome.get("stdout") != recorded["stdout"]:
         hint = "" if hash_seed_known else (" (the recorded process used a random hash seed: set and dict "
                                            "iteration order of strings may be what differs)")
-        channel = "?" if hash_seed_known else "hash seed"
+        # only printed output differs and the seed was random: most likely the set order
+        channel = "hash seed" if not hash_seed_known and not leaks else "?"
         leaks.append(Leak("output", channel, _first_difference(recorded["stdout"], run.outcome.get("stdout") or "")
                           + hint, index))
     return leaks
