@@ -172,6 +172,17 @@ def channel_spec(name: str) -> ChannelSpec:
     return spec if spec is not None else ChannelSpec(name)
 
 
+def not_replayable(session: Any, reason: str) -> None:
+    """Mark the current recording not replayable, with ``reason`` (once; never raises).
+
+    Channels call this when they had to let a call through unrecorded or recorded it
+    incompletely. A replay session has no reasons list and ignores it.
+    """
+    reasons = getattr(session, "reasons", None)
+    if isinstance(reasons, list) and reason not in reasons:
+        reasons.append(reason)
+
+
 _SPACE = re.compile(r"\s+")
 
 

@@ -65,6 +65,7 @@ from replay.capture.boundary import (
     ACTIVE,
     ChannelSpec,
     normalise_space,
+    not_replayable,
     register_channel,
     suspended,
 )
@@ -220,12 +221,6 @@ class Column(tuple):  # type: ignore[type-arg]
     null_ok = property(lambda self: self[6])
 
 
-def _mark_unreplayable(session: Any, why: str) -> None:
-    reasons = getattr(session, "reasons", None)
-    if isinstance(reasons, list):
-        reasons.append(why)
-
-
 # ------------------------------------------------------------------------------ wrappers
 
 _NO_PARAMS: Final = object()
@@ -284,7 +279,7 @@ class Connection:
             request = args()
         except Exception:  # noqa: BLE001 - fail open: run unrecorded, the snapshot says why
             log.warning("replay: could not record a database %s", op, exc_info=True)
-            _mark_unreplayable(s, f"db {op}: the request could not be recorded")
+            not_replayable(s, f"db {op}: the request could not be recorded")
             return None, real()
         try:
             with suspended():
@@ -583,7 +578,7 @@ def wrap_connect(connect: Callable[..., Any], name: str, *,
         except Exception:  # noqa: BLE001 - fail open
             log.warning("replay: could not record a %s connect", name, exc_info=True)
             if not s.replaying:
-                _mark_unreplayable(s, f"db connect ({name}): the request could not be recorded")
+                not_replayable(s, f"db connect ({name}): the request could not be recorded")
                 return connect(*args, **kwargs)
             raise
         if s.replaying:

@@ -59,7 +59,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, Final
 
-from replay.capture.boundary import ACTIVE, ChannelSpec, register_channel
+from replay.capture.boundary import ACTIVE, ChannelSpec, not_replayable, register_channel
 
 try:  # the C module behind os: never replaced by a channel (os.getcwd may be)
     import posix as _osmod
@@ -279,12 +279,6 @@ def _served(s: Any, op: str, args: tuple[Any, ...], given: Any, given2: Any = No
     return s.answer(CHANNEL, op, inter)
 
 
-def _reason(s: Any, text: str) -> None:
-    reasons = getattr(s, "reasons", None)
-    if isinstance(reasons, list) and text not in reasons:
-        reasons.append(text)
-
-
 # ------------------------------------------------------------------------- memory files
 
 
@@ -486,7 +480,7 @@ def _record_read(s: Any, args: tuple[Any, ...], file: Any, name: Any, mode: str,
         raise
     ACTIVE.reset(token)
     if data is None:
-        _reason(s, f"file {args[0]} is larger than {MAX_CONTENT} bytes: its content was not recorded")
+        not_replayable(s, f"file {args[0]} is larger than {MAX_CONTENT} bytes: its content was not recorded")
         return _real_open(file, mode, buffering, encoding, errors, newline, True, opener)
     result = _memory_file(data, name, mode, nmode, buffering, encoding, errors, newline)
     s.record(CHANNEL, "open", args, {"data": data, "encoding": getattr(result, "encoding", None)})
@@ -504,7 +498,7 @@ def _record_write(s: Any, args: tuple[Any, ...], file: Any, mode: str, nmode: st
             except OSError:
                 initial = b""  # open() below reports the problem (or creates the file)
             if initial is None:
-                _reason(s, f"file {args[0]} is larger than {MAX_CONTENT} bytes: its content was not recorded")
+                not_replayable(s, f"file {args[0]} is larger than {MAX_CONTENT} bytes: its content was not recorded")
         inner = _real_open(file, mode, buffering, encoding, errors, newline, True, opener)
     except Exception as exc:
         ACTIVE.reset(token)

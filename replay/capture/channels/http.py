@@ -58,6 +58,7 @@ from replay.capture.boundary import (
     STRAND,
     ChannelSpec,
     claim_socket,
+    not_replayable,
     register_channel,
     suspended,
 )
@@ -145,9 +146,7 @@ def _host_text(host: str) -> str:
 
 def _not_replayable(session: Any, reason: str) -> None:
     log.warning("replay: %s", reason)
-    reasons = getattr(session, "reasons", None)
-    if isinstance(reasons, list):
-        reasons.append(reason)
+    not_replayable(session, reason)
 
 
 class _Slot:

@@ -47,7 +47,13 @@ import sys
 import weakref
 from typing import Any, Final
 
-from replay.capture.boundary import ACTIVE, ChannelSpec, is_claimed, register_channel
+from replay.capture.boundary import (
+    ACTIVE,
+    ChannelSpec,
+    is_claimed,
+    not_replayable,
+    register_channel,
+)
 
 log = logging.getLogger("replay.capture")
 
@@ -144,12 +150,6 @@ register_channel(ChannelSpec(CHANNEL, key=_key, effect=_effect, target=_target))
 register_channel(ChannelSpec(DNS, constant=True))
 
 
-def _not_replayable(s: Any, reason: str) -> None:
-    reasons = getattr(s, "reasons", None)
-    if isinstance(reasons, list) and reason not in reasons:
-        reasons.append(reason)
-
-
 def _eligible(sock: Any) -> bool:
     """A socket this channel records: blocking inet/unix stream or datagram, unclaimed, not TLS."""
     if _c_family(sock) not in _FAMILIES or _c_type(sock) not in _TYPES:
@@ -171,7 +171,7 @@ def _conn(sock: Any, s: Any) -> _Conn | None:
     if conn.session() is not s:
         if not s.replaying and sock not in _FLAGGED:
             _FLAGGED.add(sock)
-            _not_replayable(s, f"socket channel: a connection to {conn.peer!r} opened outside the recorded call "
+            not_replayable(s, f"socket channel: a connection to {conn.peer!r} opened outside the recorded call "
                                "was used (its traffic is not recorded)")
         return None
     return conn
@@ -450,7 +450,7 @@ def _ssl_hook(ssl: Any) -> None:
     def wrap_socket(self: Any, sock: Any, *args: Any, **kwargs: Any) -> Any:
         s = _ACTIVE_get()
         if s is not None and not s.replaying and _conn(sock, s) is not None:
-            _not_replayable(s, "socket channel: TLS over a recorded raw connection is not recorded "
+            not_replayable(s, "socket channel: TLS over a recorded raw connection is not recorded "
                                f"(peer {_STATE[sock].peer!r})")
         return real_wrap(self, sock, *args, **kwargs)
 

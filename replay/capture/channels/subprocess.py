@@ -70,6 +70,7 @@ from replay.capture.boundary import (
     ACTIVE,
     ChannelSpec,
     normalise_space,
+    not_replayable,
     register_channel,
     suspended,
 )
@@ -91,9 +92,7 @@ _SIGNATURE = inspect.signature(_RealPopen.__init__)
 def _fail(session: Any, what: str) -> None:
     """A recording problem: logged, and the snapshot marked not replayable (never raised)."""
     log.warning("replay: subprocess channel: %s", what, exc_info=True)
-    reasons = getattr(session, "reasons", None)
-    if isinstance(reasons, list):
-        reasons.append(f"subprocess channel: {what}")
+    not_replayable(session, f"subprocess channel: {what}")
 
 
 def _roots(session: Any) -> list[str]:
