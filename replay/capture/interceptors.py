@@ -28,9 +28,11 @@ before. ``SystemRandom``, ``secrets`` and ``uuid.uuid4`` draw from ``os.urandom`
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import datetime as _dt
 import functools
+import importlib
 import os
 import random as _random
 import sys
@@ -430,6 +432,42 @@ class RecordedEnviron(os._Environ):  # type: ignore[type-arg,misc]
             _env_memo(s).clear()
 
 
+# ---------------------------------------------------------------------------- imports
+
+_real_import = builtins.__import__
+_real_import_module = importlib.import_module
+
+
+def _import(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
+    """``__import__`` that runs module-level code outside the session.
+
+    Which modules are already imported when a call starts differs between the recorded
+    process and the replay process, so what module bodies ask the boundary while they are
+    imported (a clock read, an env lookup) cannot be matched: import-time work runs live
+    and unrecorded, in recording and replay alike.
+    """
+    if ACTIVE.get() is None:
+        return _real_import(name, globals, locals, fromlist, level)
+    token = ACTIVE.set(None)
+    try:
+        return _real_import(name, globals, locals, fromlist, level)
+    finally:
+        ACTIVE.reset(token)
+
+
+def _import_module(name: str, package: str | None = None) -> Any:
+    if ACTIVE.get() is None:
+        return _real_import_module(name, package)
+    token = ACTIVE.set(None)
+    try:
+        return _real_import_module(name, package)
+    finally:
+        ACTIVE.reset(token)
+
+
+_import_module.__doc__ = _real_import_module.__doc__
+
+
 # ---------------------------------------------------------------------------- install
 
 # id(original) -> (original, replacement); originals are kept alive so ids stay unique
@@ -481,6 +519,8 @@ def install() -> None:
             _REPLACEMENTS[id(old)] = (old, new)
             setattr(_random, name, new)
         os.environ.__class__ = RecordedEnviron
+        builtins.__import__ = _import
+        importlib.import_module = _import_module  # type: ignore[assignment]
         from replay.capture.channels import install_all
 
         install_all()

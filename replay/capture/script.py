@@ -38,13 +38,24 @@ class Tee(io.TextIOBase):
         self.size = 0
 
     def write(self, text: str) -> int:
+        if isinstance(text, bytes | bytearray):  # some libraries write bytes to sys.stdout
+            raw = bytes(text)
+            if self.passthrough and self.inner is not None and hasattr(self.inner, "buffer"):
+                self.inner.flush()
+                self.inner.buffer.write(raw)
+                self._keep(raw.decode("utf-8", "replace"))
+                return len(raw)
+            text = raw.decode("utf-8", "replace")
+        self._keep(text)
+        if self.passthrough and self.inner is not None:
+            self.inner.write(text)
+        return len(text)
+
+    def _keep(self, text: str) -> None:
         if self.size < self.limit:
             part = text[: self.limit - self.size]
             self.parts.append(part)
             self.size += len(part)
-        if self.passthrough and self.inner is not None:
-            self.inner.write(text)
-        return len(text)
 
     def flush(self) -> None:
         if self.passthrough and self.inner is not None:
@@ -147,7 +158,10 @@ def record(argv: list[str], *, directory: str, on: str = "always") -> tuple[int,
     install()
     entry = entry_record(kind, target, sys_argv)
     if kind == "path":
-        sys.path.insert(0, os.path.dirname(entry["file"]))
+        # absolute, as python itself makes __main__.__file__ (3.9+), and so that runpy does
+        # not ask the (recorded) working directory to resolve it; replay runs it the same way
+        target = entry["file"]
+        sys.path.insert(0, os.path.dirname(target))
     rec = Recorder(app_roots=[entry["project_root"]])
     tee = Tee(sys.stdout)
     saved_stdout = sys.stdout

@@ -136,3 +136,26 @@ def test_strip_interpreter():
     assert strip_interpreter(["python", "a.py"]) == ["a.py"]
     assert strip_interpreter(["/usr/bin/python3.11", "-m", "x"]) == ["-m", "x"]
     assert strip_interpreter(["python_helper.py"]) == ["python_helper.py"]
+
+
+@pytest.mark.parametrize("program", [
+    ["-m", "calendar"],
+    ["-m", "platform"],
+    ["-m", "json.tool", "{dir}/in.json"],
+    ["-m", "sqlite_utils", "tables", "{dir}/data.db", "--counts"],  # a click CLI over sqlite3, from PyPI
+    ["-m", "sqlite_utils", "insert", "{dir}/data.db", "t", "{dir}/in.json"],  # a write: an effect on replay
+])
+def test_real_programs_we_did_not_write_are_deterministic(tmp_path, program):
+    import sqlite3
+
+    (tmp_path / "in.json").write_text('{"b": 1, "a": [1, 2]}')
+    db = sqlite3.connect(tmp_path / "data.db")
+    db.execute("CREATE TABLE runs (id INTEGER)")
+    db.execute("INSERT INTO runs VALUES (1)")
+    db.commit()
+    db.close()
+    argv = [a.replace("{dir}", str(tmp_path)) for a in program]
+    report = check_program(argv, runs=2, env={"PYTHONHASHSEED": "0"})
+    assert report.exit_status == 0
+    assert report.deterministic, report.leaks
+    assert report.interactions > 0

@@ -79,6 +79,7 @@ _real_open = io.open
 _real_stat = os.stat
 _real_lstat = os.lstat
 _real_listdir = os.listdir
+_real_access = os.access
 _real_scandir = os.scandir
 _real_remove = os.remove
 _real_unlink = os.unlink
@@ -649,6 +650,23 @@ _stat.__name__ = "stat"
 _lstat.__name__ = "lstat"
 
 
+def _access(path: Any, mode: int, *, dir_fd: Any = None, effective_ids: bool = False,
+            follow_symlinks: bool = True) -> bool:
+    """``os.access``: whether the file was there and usable, as the recording saw it."""
+    s = ACTIVE.get()
+    if s is None or dir_fd is not None or effective_ids or not follow_symlinks or isinstance(path, int):
+        return _real_access(path, mode, dir_fd=dir_fd, effective_ids=effective_ids, follow_symlinks=follow_symlinks)
+    req = _request_path(s, path)
+    if req is None:
+        return _real_access(path, mode)
+    if s.replaying:
+        return bool(_served(s, "access", (req, int(mode)), path))
+    return bool(s.call(CHANNEL, "access", (req, int(mode)), lambda: _real_access(path, mode)))
+
+
+_access.__name__ = "access"
+
+
 def _stat_in_session(s: Any, op: str, path: Any, follow: bool) -> os.stat_result:
     req = _request_path(s, path)
     if req is None:
@@ -790,6 +808,7 @@ def install() -> None:
     replace(os, "stat", _stat)
     replace(os, "lstat", _lstat)
     replace(os, "listdir", _listdir)
+    replace(os, "access", _access)
     replace(os, "scandir", _scandir)
     replace(os, "remove", _effect1("remove", _real_remove))
     replace(os, "unlink", _effect1("remove", _real_unlink))
