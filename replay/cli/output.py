@@ -41,10 +41,10 @@ def error_console() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def safe(text: Any) -> Text:
+def safe(text: Any, style: str = "") -> Text:
     """Text from a snapshot, with control characters escaped and no markup interpreted."""
     raw = str(text)
-    return Text("".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in raw))
+    return Text("".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in raw), style=style)
 
 
 def _size(n: int) -> str:
@@ -195,15 +195,15 @@ def print_result(result: VerifyResult, *, verbose: bool = True) -> None:
     if result.observed and result.verdict is not Verdict.REPRODUCED:
         c.print(Text.assemble(("  observed:  ", "dim"), safe(result.observed)))
     for path, old, new in result.changes:
-        c.print(Text.assemble("    ", (path, "cyan"), ": ", (old, "red"), " -> ", (new, "green")))
+        c.print(Text.assemble("    ", safe(path, "cyan"), ": ", safe(old, "red"), " -> ", safe(new, "green")))
     if result.divergence:
         d = result.divergence
         c.print(Text(f"  first divergence at interaction #{d['index']}: {d['reason']}", style="yellow"))
         c.print(Text.assemble("    asked:    ", safe(f"{d['channel']} {d['op']}{d['asked']}")))
         c.print(Text.assemble("    recorded: ", safe(d.get("recorded") or "(nothing on the tape answers it)")))
         for path, old, new in d.get("diff") or []:
-            c.print(Text.assemble("    differs:  ", (safe(path), "cyan"), ": recorded ", (safe(old), "red"),
-                                  ", asked ", (safe(new), "green")))
+            c.print(Text.assemble("    differs:  ", safe(path, "cyan"), ": recorded ", safe(old, "red"),
+                                  ", asked ", safe(new, "green")))
         for cand in d.get("candidates") or []:
             c.print(Text.assemble("    nearest:  ", safe(cand)))
         if d.get("stack"):

@@ -133,14 +133,15 @@ def _args_text(node: Any) -> str:
 def replay_stack(skip: int = 2) -> list[str]:
     """The calling thread's stack as ``file:line in function``, innermost last.
 
-    Frames of this package (interceptors, the player, the replay child) are left out, so
-    the last line is the replayed code that made the request.
+    Frames of this package (interceptors, the player, the replay child) and frozen
+    importlib/runpy frames are left out, so the last line is the replayed code that made
+    the request.
     """
     out: list[str] = []
     frame: Any = sys._getframe(skip)
     while frame is not None and len(out) < 64:
         file = frame.f_code.co_filename
-        if not os.path.abspath(file).startswith(_PACKAGE_DIR):
+        if not file.startswith("<frozen ") and not os.path.abspath(file).startswith(_PACKAGE_DIR):
             out.append(f"{file}:{frame.f_lineno} in {getattr(frame.f_code, 'co_qualname', frame.f_code.co_name)}")
         frame = frame.f_back
     out.reverse()
