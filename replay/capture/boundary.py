@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import os
 import re
 import weakref
 from collections.abc import Callable, Iterator
@@ -181,6 +182,29 @@ def not_replayable(session: Any, reason: str) -> None:
     reasons = getattr(session, "reasons", None)
     if isinstance(reasons, list) and reason not in reasons:
         reasons.append(reason)
+
+
+PACKAGE_DIR: Final = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+"""The ``replay`` package directory (with a trailing separator): its frames and files are
+the machinery's, never the application's."""
+
+
+def app_path(path: str, roots: Any) -> str | None:
+    """``<app>/rel/path`` (``/``-separated) for an absolute path under one of ``roots``, ``<app>``
+    for a root itself, else None.
+
+    Channels record paths under the application's code roots in this form, so a request
+    matches whichever copy of the code runs (the recorded project, a candidate directory,
+    the sources extracted from a snapshot). Pure string work: never asks the boundary.
+    """
+    norm = os.path.normpath(path)
+    for root in roots or ():
+        root = os.path.normpath(root)
+        if norm == root:
+            return "<app>"
+        if norm.startswith(root + os.sep):
+            return "<app>/" + norm[len(root) + 1:].replace(os.sep, "/")
+    return None
 
 
 _SPACE = re.compile(r"\s+")

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from replay.capture import identity
-from replay.capture.boundary import ACTIVE, STRAND
+from replay.capture.boundary import ACTIVE, PACKAGE_DIR, STRAND
 from replay.capture.interceptors import REAL
 from replay.snapshot.codec import DISPLAY, Encoder, encode, type_path
 from replay.snapshot.format import Section
@@ -179,7 +179,6 @@ class Recorder:
 
 # ------------------------------------------------------------------------------ outcome
 
-_PACKAGE_DIR: Final = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 def relative_to_roots(file: str, roots: list[str]) -> str | None:
@@ -216,7 +215,7 @@ def describe_exception(
     while tb is not None:
         frames.append((tb.tb_frame, tb.tb_lineno))
         tb = tb.tb_next
-    frames = [(f, n) for f, n in frames if not os.path.abspath(f.f_code.co_filename).startswith(_PACKAGE_DIR)]
+    frames = [(f, n) for f, n in frames if not os.path.abspath(f.f_code.co_filename).startswith(PACKAGE_DIR)]
     root_list = [roots] if isinstance(roots, str) else list(roots or [])
     out: list[dict[str, Any]] = []
     for frame, lineno in frames:

@@ -39,14 +39,13 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from replay.capture.boundary import CLOCK_STREAMS, STRAND, channel_spec, suspended
+from replay.capture.boundary import CLOCK_STREAMS, PACKAGE_DIR, STRAND, channel_spec, suspended
 from replay.capture.interceptors import exempt
 from replay.errors import ReplayDiverged
 from replay.snapshot.codec import Decoder, Encoder, TypeResolver, render
 from replay.snapshot.model import Interaction
 from replay.verify.valuediff import diff_values
 
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 MAX_STACK = 12
 MAX_CANDIDATES = 3
 
@@ -141,7 +140,7 @@ def replay_stack(skip: int = 2) -> list[str]:
     frame: Any = sys._getframe(skip)
     while frame is not None and len(out) < 64:
         file = frame.f_code.co_filename
-        if not file.startswith("<frozen ") and not os.path.abspath(file).startswith(_PACKAGE_DIR):
+        if not file.startswith("<frozen ") and not os.path.abspath(file).startswith(PACKAGE_DIR):
             out.append(f"{file}:{frame.f_lineno} in {getattr(frame.f_code, 'co_qualname', frame.f_code.co_name)}")
         frame = frame.f_back
     out.reverse()

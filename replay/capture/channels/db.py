@@ -64,6 +64,7 @@ from replay.capture import hooks
 from replay.capture.boundary import (
     ACTIVE,
     ChannelSpec,
+    app_path,
     normalise_space,
     not_replayable,
     register_channel,
@@ -780,11 +781,7 @@ def _sqlite_db(args: tuple[Any, ...], kwargs: dict[str, Any], session: Any) -> s
     if not database or database == ":memory:" or database.startswith("file:") or not os.path.isabs(database):
         return str(database)
     full = os.path.normpath(database)
-    for root in getattr(session, "app_roots", ()) or ():
-        rel = os.path.relpath(full, root)
-        if not rel.startswith(".."):
-            return "<app>/" + rel.replace(os.sep, "/")
-    return full
+    return app_path(full, getattr(session, "app_roots", ())) or full
 
 
 _sqlite_connect = wrap_connect(_real_sqlite_connect, "sqlite3", connection_class=SqliteConnection,

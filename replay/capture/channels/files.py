@@ -59,7 +59,14 @@ import sys
 from collections.abc import Callable
 from typing import Any, Final
 
-from replay.capture.boundary import ACTIVE, ChannelSpec, not_replayable, register_channel
+from replay.capture.boundary import (
+    ACTIVE,
+    PACKAGE_DIR,
+    ChannelSpec,
+    app_path,
+    not_replayable,
+    register_channel,
+)
 
 try:  # the C module behind os: never replaced by a channel (os.getcwd may be)
     import posix as _osmod
@@ -73,7 +80,7 @@ MAX_CONTENT: Final = 64 * 1024 * 1024  # bytes of one file read or written that 
 _CODE_SUFFIXES: Final = (".py", ".pyc", ".pyi", ".pyo", ".so", ".pyd")
 _SYSTEM_DIRS: Final = ("/proc", "/sys", "/dev")
 _EFFECT_OPS: Final = frozenset({"write", "remove", "rename", "replace", "mkdir", "rmdir", "chmod", "utime"})
-_PACKAGE_DIR: Final = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_PACKAGE_DIR: Final = PACKAGE_DIR.rstrip(os.sep)
 
 _real_open = io.open
 _real_stat = os.stat
@@ -187,11 +194,7 @@ def _request_path(s: Any, file: Any) -> str | None:
             return None
     if relative:
         return os.path.normpath(p) if p else p
-    for root in s.app_roots:
-        if _under(absolute, (root,)):
-            rel = absolute[len(root):].lstrip(os.sep)
-            return "<app>/" + rel.replace(os.sep, "/") if rel else "<app>"
-    return absolute
+    return app_path(absolute, s.app_roots) or absolute
 
 
 # ------------------------------------------------------------------------------ helpers

@@ -50,7 +50,14 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Final
 
-from replay.capture.boundary import ACTIVE, ChannelSpec, register_channel, suspended
+from replay.capture.boundary import (
+    ACTIVE,
+    PACKAGE_DIR,
+    ChannelSpec,
+    app_path,
+    register_channel,
+    suspended,
+)
 from replay.capture.interceptors import replace
 
 log = logging.getLogger("replay.capture")
@@ -70,7 +77,6 @@ _real_platform_uname = platform.uname
 _real_platform_platform = platform.platform
 _real_freedesktop = getattr(platform, "freedesktop_os_release", None)
 
-_PACKAGE_DIR: Final = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) + os.sep
 
 
 def _code_files(*objects: Any) -> frozenset[str]:
@@ -78,7 +84,7 @@ def _code_files(*objects: Any) -> frozenset[str]:
     for obj in objects:
         for value in list(vars(obj).values()) + [obj]:
             code = getattr(getattr(value, "__func__", value), "__code__", None)
-            if code is not None and not code.co_filename.startswith(_PACKAGE_DIR):
+            if code is not None and not code.co_filename.startswith(PACKAGE_DIR):
                 files.add(code.co_filename)
     return frozenset(files)
 
@@ -99,7 +105,7 @@ def _from_machinery() -> bool:
     while frame is not None:
         name = frame.f_code.co_filename
         if name not in _ON_BEHALF:
-            return name.startswith(_PACKAGE_DIR)
+            return name.startswith(PACKAGE_DIR)
         frame = frame.f_back
     return False
 
@@ -145,23 +151,14 @@ def _state(s: Any) -> _CwdState:
         return _NO_STATE
 
 
-def _app_form(path: str, roots: list[str]) -> str | None:
-    """``<app>/rel/path`` for a path under one of ``roots``, else None."""
-    for root in roots:
-        if path == root or path.startswith(root.rstrip(os.sep) + os.sep):
-            rel = path[len(root):].strip(os.sep)
-            return "<app>/" + rel.replace(os.sep, "/") if rel else "<app>"
-    return None
-
-
 def _path_request(s: Any, path: str) -> str:
     """The recorded form of a ``chdir`` target: relative as given, ``<app>/...`` under a root."""
     if not os.path.isabs(path):
         return os.path.normpath(path)
     path = os.path.normpath(path)
-    form = _app_form(path, s.app_roots)
+    form = app_path(path, s.app_roots)
     if form is None and s.replaying:  # a path served by getcwd: under the *recorded* root
-        form = _app_form(path, _state(s).recorded_roots)
+        form = app_path(path, _state(s).recorded_roots)
     return path if form is None else form
 
 
@@ -197,7 +194,7 @@ def _cwd(op: str, real: Callable[[], Any]) -> Any:
         s.record(CHANNEL, op, args, error=exc)
         raise
     ACTIVE.reset(token)
-    s.record(CHANNEL, op, args, (value, _app_form(os.fsdecode(value), s.app_roots)))
+    s.record(CHANNEL, op, args, (value, app_path(os.fsdecode(value), s.app_roots)))
     return value
 
 

@@ -69,6 +69,7 @@ from replay.capture import identity
 from replay.capture.boundary import (
     ACTIVE,
     ChannelSpec,
+    app_path,
     normalise_space,
     not_replayable,
     register_channel,
@@ -108,12 +109,7 @@ def _place(value: Any, roots: list[str]) -> Any:
     except TypeError:
         return repr(value)
     if os.path.isabs(text):
-        norm = os.path.normpath(text)
-        for root in roots:
-            if norm == root:
-                return "<app>"
-            if norm.startswith(root + os.sep):
-                return "<app>/" + norm[len(root) + 1:].replace(os.sep, "/")
+        return app_path(text, roots) or text
     return text
 
 
