@@ -52,6 +52,15 @@ _PATH_EFFECTS: Final = frozenset({
 # those calls are answered by the file channel (or raise their own blocked events), so the
 # shutil-level events are not watched.
 _WATCHED: Final = _NETWORK | _PROCESS | _PATH_EFFECTS | {"open", "sqlite3.connect"}
+
+
+def channel_of(event: str) -> str:
+    """The boundary channel that should have answered an audited operation."""
+    if event in _NETWORK:
+        return "socket"
+    if event in _PROCESS:
+        return "subprocess"
+    return "db" if event == "sqlite3.connect" else "file"
 _WRITE_FLAGS: Final = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 
 
@@ -64,7 +73,8 @@ class Sandbox:
 
     Args:
         allowed: Directories under which file writes are allowed (absolute).
-        report: ``report(kind, detail)`` called for each blocked attempt.
+        report: ``report(channel, detail)`` called for each blocked attempt, with the
+            channel that should have answered it (``socket``, ``subprocess``, ``file``, ``db``).
     """
 
     def __init__(self, allowed: list[str], report: Callable[[str, str], None]):
@@ -117,7 +127,7 @@ class Sandbox:
         try:
             why = self.verdict(event, args)
             if why is not None:
-                self.report(event.split(".")[0] if event != "open" else "file", why)
+                self.report(channel_of(event), why)
         finally:
             ACTIVE.reset(token)
             self._local.busy = False

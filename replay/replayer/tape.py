@@ -506,11 +506,11 @@ class TapePlayer:
         self.from_environment += 1
         return names if op == "environ.keys" else len(names)
 
-    def block(self, kind: str, detail: str) -> None:
+    def block(self, channel: str, detail: str) -> None:
         """Log an attempt of the replayed code to touch a real system (see the sandbox)."""
         with self._lock, suspended():
             if len(self.blocked) < 200:
-                self.blocked.append({"kind": kind, "detail": detail, "stack": replay_stack(3)[-4:]})
+                self.blocked.append({"kind": channel, "detail": detail, "stack": replay_stack(3)[-4:]})
 
     # ----------------------------------------------------------------- after the call
 

@@ -28,11 +28,7 @@ from typing import Any
 from replay.errors import ReplaySetupError
 from replay.replayer.runner import DEFAULT_TIMEOUT_S, ReplayRun, run_replay
 from replay.snapshot import open_snapshot
-from replay.verify.verdict import _matches_recording, describe_effect, summarize_outcome
-
-# sandbox event families -> the channel that should have recorded them
-_BLOCKED_CHANNEL = {"socket": "socket", "os": "subprocess", "subprocess": "subprocess", "file": "file",
-                    "sqlite3": "db", "shutil": "file", "pty": "subprocess"}
+from replay.verify.verdict import describe_effect, matches_recording, summarize_outcome
 
 
 @dataclasses.dataclass
@@ -116,12 +112,11 @@ def _symptoms(run: ReplayRun, recorded: dict[str, Any], index: int, hash_seed_kn
                           f"{d['channel']} {d['op']}{d['asked']}, recorded {d.get('recorded') or 'nothing'}", index))
     for effect in run.effects:
         if effect.get("status") == "blocked":
-            family = str(effect.get("channel"))
-            leaks.append(Leak("blocked", _BLOCKED_CHANNEL.get(family, family), describe_effect(effect), index))
+            leaks.append(Leak("blocked", str(effect.get("channel")), describe_effect(effect), index))
     if not d:
         for channel, n in run.unconsumed_channels.items():
             leaks.append(Leak("unconsumed", channel, f"{n} recorded interaction(s) never asked for", index))
-    ok, why = _matches_recording(recorded, run)
+    ok, why = matches_recording(recorded, run)
     if not ok and not d and not any(x.kind == "blocked" for x in leaks):
         leaks.append(Leak("outcome", "?", why, index))
     if "stdout" in recorded and run.outcome.get("stdout") != recorded["stdout"]:

@@ -129,7 +129,8 @@ def describe_effect(effect: dict[str, Any]) -> str:
     return f"{head}{effect.get('asked')} ({status})"
 
 
-def _matches_recording(recorded: dict[str, Any], run: ReplayRun) -> tuple[bool, str]:
+def matches_recording(recorded: dict[str, Any], run: ReplayRun) -> tuple[bool, str]:
+    """Whether a baseline run reproduced the recorded outcome, and if not, why (one sentence)."""
     if run.status != "ok":
         return False, run.reason or run.status
     if run.divergence:
@@ -158,7 +159,7 @@ def reproduce(snapshot: str | os.PathLike[str], *, timeout_s: float = DEFAULT_TI
         recorded = snap.outcome
         entry = snap.header.get("entry", "")
     run = run_replay(snapshot, mode="strict", timeout_s=timeout_s)
-    ok, why = _matches_recording(recorded, run)
+    ok, why = matches_recording(recorded, run)
     return VerifyResult(
         snapshot=os.fspath(snapshot),
         verdict=Verdict.REPRODUCED if ok else Verdict.NOT_REPRODUCIBLE,

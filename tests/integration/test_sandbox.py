@@ -159,6 +159,6 @@ def test_a_candidate_that_connects_and_spawns_is_blocked_and_reported(app, tmp_p
     assert accepted == [], "the replay reached the server"
     assert not marker.exists(), "the replay spawned a process"
     blocked = [e for e in result.effects if e["status"] == "blocked"]
-    assert [b["channel"] for b in blocked] == ["socket", "os"]
+    assert [b["channel"] for b in blocked] == ["socket", "subprocess"]  # the channels that should have answered
     assert f"{port}" in blocked[0]["asked"] and "touch" in blocked[1]["asked"]
     assert result.verdict is Verdict.CHANGED  # same value, but effects the recording never made
