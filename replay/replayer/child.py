@@ -215,10 +215,17 @@ def replay_once(request: dict[str, Any]) -> dict[str, Any]:
 
         output = Tee(saved_stdout, passthrough=False)
         sys.stdout = output  # type: ignore[assignment]
+    recorder, tracer = _tracing(request, snap, roots, player)
     t0 = REAL["time.perf_counter_ns"]()
     sandbox.activate(request.get("sandbox", True))
     try:
-        value = _invoke(fn, entry.get("kind", "function"), args, kwargs, player)
+        if tracer is not None:
+            tracer.start()
+        try:
+            value = _invoke(fn, entry.get("kind", "function"), args, kwargs, player)
+        finally:
+            if tracer is not None:
+                tracer.stop()
         sandbox.activate(False)
         outcome = return_outcome(value)
     except ReplayDiverged:
@@ -240,8 +247,14 @@ def replay_once(request: dict[str, Any]) -> dict[str, Any]:
     effects = player.effects + ([] if player.divergence else player.missing_effects())
     effects += [{"status": "blocked", "channel": b["kind"], "op": b["detail"], "index": None, "asked": b["detail"],
                  "recorded": None, "stack": b["stack"]} for b in player.blocked]
+    trace = None
+    if recorder is not None:
+        trace = {"path": recorder.close({"outcome": outcome.get("kind"),
+                                         "divergence": str(player.divergence) if player.divergence else None}),
+                 "steps": recorder.base, "truncated": recorder.truncated}
     return {
         "status": "ok",
+        "trace": trace,
         "outcome": outcome,
         "divergence": player.divergence.to_dict() if player.divergence else None,
         "unconsumed": [describe(i) for i in player.unconsumed()[:20]],
@@ -255,6 +268,35 @@ def replay_once(request: dict[str, Any]) -> dict[str, Any]:
         "code": _code_identity(roots, _app_modules(entry)),
         "code_dirs": code_dirs,
     }
+
+
+def _tracing(request: dict[str, Any], snap: Any, roots: list[str], player: TapePlayer) -> tuple[Any, Any]:
+    """The trace recorder and tracer a request asks for (``request["trace"]``), or (None, None).
+
+    The recorder opens its file now, before the sandbox is active (later writes go to the
+    open file; the final rename happens after the sandbox is off).
+    """
+    options = request.get("trace")
+    if not options:
+        return None, None
+    from replay.replayer.tracer import DEFAULT_MAX_STEPS, Scope, TraceRecorder, make_tracer
+
+    scope = Scope(roots, options.get("include") or [], options.get("exclude") or [])
+    entry = snap.entry
+    header = {
+        "snapshot_id": snap.header.get("snapshot_id"),
+        "entry": f"{entry.get('module')}:{entry.get('qualname')}",
+        "mode": request["mode"],
+        "code_dirs": request.get("code_dirs", []),
+        "scope": scope.describe(),
+        "python": sys.version.split()[0],
+        **(options.get("header") or {}),
+    }
+    recorder = TraceRecorder(options["path"], scope, header, int(options.get("max_steps") or DEFAULT_MAX_STEPS))
+    tracer = make_tracer(recorder, options.get("backend") or "auto")
+    recorder.header_backend = tracer.name
+    player.on_consume = recorder.link
+    return recorder, tracer
 
 
 def _count_channels(interactions: list[Any]) -> dict[str, int]:

@@ -50,6 +50,7 @@ class ReplayRun:
         reason: Why the replay could not run (status other than ok).
         warnings: Things the user should know (unknown hash seed, time zone guessed).
         output: Tail of the child's stdout and stderr.
+        trace: When a trace was asked for: ``path``, ``steps``, ``truncated``.
     """
 
     status: str
@@ -68,6 +69,7 @@ class ReplayRun:
     reason: str = ""
     warnings: list[str] = dataclasses.field(default_factory=list)
     output: str = ""
+    trace: dict[str, Any] | None = None
 
 
 def child_environment(snapshot_env: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
@@ -105,6 +107,7 @@ def run_replay(
     use_recorded_sources: bool = True,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     sandbox: bool = True,
+    trace: dict[str, Any] | None = None,
 ) -> ReplayRun:
     """Replay a snapshot once in a fresh subprocess.
 
@@ -118,6 +121,9 @@ def run_replay(
         timeout_s: Wall-clock limit for the child, in seconds.
         sandbox: Block real network connections, subprocess spawns and file writes outside
             the replay's temporary directory (see :mod:`replay.replayer.sandbox`).
+        trace: Record the trace while replaying (see :func:`replay.replayer.traces.regenerate`):
+            ``path`` (absolute), ``include``, ``exclude``, ``max_steps``, ``backend``,
+            ``header`` (extra trace header keys).
 
     Returns:
         A :class:`ReplayRun`.
@@ -143,6 +149,7 @@ def run_replay(
             "use_recorded_sources": use_recorded_sources,
             "workdir": tmp,
             "sandbox": sandbox,
+            "trace": trace,
         }
         scratch = os.path.join(tmp, "tmp")
         os.mkdir(scratch)

@@ -190,6 +190,8 @@ class TapePlayer:
         self.effects: list[dict[str, Any]] = []
         self.blocked: list[dict[str, Any]] = []
         self._lock = threading.RLock()
+        # called with the tape index of each interaction served (the trace links steps to them)
+        self.on_consume: Callable[[int], None] | None = None
         self._rng = exempt(random.Random(seed))  # synthesized values: never recorded nor served
         self._children: dict[str, int] = {}
         # strict: each strand's interactions in order
@@ -248,8 +250,13 @@ class TapePlayer:
         self.synthesized[what] = self.synthesized.get(what, 0) + 1
 
     def _take(self, inter: Interaction) -> Interaction:
-        self.consumed.add(inter.index)
+        self._consume(inter.index)
         return inter
+
+    def _consume(self, index: int) -> None:
+        self.consumed.add(index)
+        if self.on_consume is not None:
+            self.on_consume(index)
 
     def _nearest(self, channel: str, op: str, args_node: Any) -> list[Interaction]:
         """Recorded interactions of the channel most like the request: same operation
@@ -370,7 +377,7 @@ class TapePlayer:
             for _ in range(count):
                 if queue:
                     index, word = queue.popleft()
-                    self.consumed.add(index)
+                    self._consume(index)
                     out.append(word)
                 else:
                     self._synth("random.mt")
@@ -390,7 +397,7 @@ class TapePlayer:
                 out += chunk[:take]
                 if len(chunk) > take:
                     queue.appendleft((index, chunk[take:]))
-                self.consumed.add(index)
+                self._consume(index)
             if len(out) < size:
                 self._synth("random.urandom")
                 out += self._rng.randbytes(size - len(out))

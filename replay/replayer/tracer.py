@@ -1,0 +1,723 @@
+"""Regenerating the trace: a tracer that records every step of the application's own code.
+
+Production records only the tape; replay re-executes the entry point and this tracer writes
+what ran: *steps* (call, line, return, exception), the locals each step changed (display
+profile, :mod:`replay.snapshot.codec`), the activations (one per call or generator resume)
+and links from steps to the tape interactions they made. The result is a trace file read by
+:class:`replay.replayer.tracefile.TraceFile` (layout: docs/time-travel.md).
+
+Speed comes from not looking at what cannot have changed. Each code object is analysed
+once (:func:`line_effects`): for each line, which local names its bytecode stores, and
+whether it calls, yields or stores into an object. At a step only the names the previous
+line of that frame could have changed are compared (by identity), and objects that a call or
+an item/attribute store could have mutated in place are re-encoded and compared by node.
+A line that stores nothing costs one dict lookup.
+
+Backends: ``sys.settrace`` (every version; the only one on 3.11) and ``sys.monitoring``
+(3.12+, :mod:`replay.replayer.monitoring`). Both feed the same :class:`TraceRecorder`.
+
+Memory: steps are buffered per chunk (:data:`CHUNK_STEPS`) and written compressed as each
+chunk fills; what stays in memory is the live frames and 40 bytes per activation.
+"""
+
+from __future__ import annotations
+
+import dis
+import fnmatch
+import os
+import sys
+import threading
+from array import array
+from collections import Counter
+from types import CodeType, FrameType
+from typing import Any, Final
+
+from replay.capture.boundary import PACKAGE_DIR, STRAND, suspended
+from replay.snapshot.encoding import DISPLAY, Encoder
+from replay.snapshot.writer import SnapshotWriter
+
+CALL: Final = 0
+LINE: Final = 1
+RETURN: Final = 2
+EXCEPTION: Final = 3
+KIND_NAMES: Final = ("call", "line", "return", "exception")
+
+CHUNK_STEPS: Final = 4096
+"""Steps per chunk record: the unit of reading (reaching a step decodes one chunk)."""
+CALL_BLOCK: Final = 8192
+"""Activations per activation-table record."""
+DEFAULT_MAX_STEPS: Final = 20_000_000
+"""Steps after which tracing stops (the trace says it was cut)."""
+
+TRACE_FORMAT: Final = 1
+RETURN_NAME: Final = "<return>"
+EXCEPTION_NAME: Final = "<exception>"
+
+
+class TraceSection:
+    """Section ids of trace data (format 1.3; a trace file or a snapshot's trace)."""
+
+    STEPS: Final = 7  # one record per chunk of steps
+    CHUNKS: Final = 8  # one summary per chunk, read whole at open
+    CALLS: Final = 9  # activation table, CALL_BLOCK activations per record
+    CODES: Final = 10  # one record per code id
+    LINKS: Final = 11  # [step, tape index] per interaction served
+    SOURCES: Final = 12  # [file, source] of traced application files
+    THREADS: Final = 13  # [thread index, strand id]
+
+
+_VENDOR: Final = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}", f"{os.sep}lib{os.sep}python")
+_IMMUTABLE: Final = frozenset({int, float, bool, type(None), str, bytes, complex, range, type})
+_MISSING: Final = object()
+
+
+class Scope:
+    """Which code is the application's (traced line by line) and how files are named.
+
+    By default a file is in scope when it lies under one of ``roots`` and not in a library
+    directory (``site-packages``, a virtualenv) nor in this package. ``include`` patterns
+    add files (for example a library you want to step through); ``exclude`` patterns remove
+    them. Patterns are :mod:`fnmatch` globs matched against the path relative to a root
+    (``shop/*``) and against the absolute path (``*/sqlite_utils/*``).
+
+    Args:
+        roots: Application code roots (absolute directories).
+        include: Globs of files to trace even outside the roots.
+        exclude: Globs of files never to trace.
+    """
+
+    def __init__(self, roots: list[str], include: list[str] | tuple[str, ...] = (),
+                 exclude: list[str] | tuple[str, ...] = ()):
+        self.roots = [os.path.abspath(r) for r in roots]
+        self.include = list(include)
+        self.exclude = list(exclude)
+        self._cache: dict[str, bool] = {}
+
+    def describe(self) -> dict[str, Any]:
+        """The scope as stored in the trace header."""
+        return {"include": self.include, "exclude": self.exclude}
+
+    def relative(self, filename: str) -> str:
+        """``filename`` relative to the first root that holds it (``/``-separated), else as is."""
+        path = os.path.abspath(filename)
+        for root in self.roots:
+            if path.startswith(root + os.sep):
+                return path[len(root) + 1:].replace(os.sep, "/")
+        return filename
+
+    def contains(self, filename: str) -> bool:
+        """True if code from ``filename`` is traced line by line."""
+        known = self._cache.get(filename)
+        if known is None:
+            known = self._cache[filename] = self._decide(filename)
+        return known
+
+    def _decide(self, filename: str) -> bool:
+        if filename.startswith("<") or not filename.endswith(".py"):
+            return False
+        path = os.path.abspath(filename)
+        rel = self.relative(path)
+        names = (rel, path)
+        if any(fnmatch.fnmatch(n, p) for p in self.exclude for n in names):
+            return False
+        if any(fnmatch.fnmatch(n, p) for p in self.include for n in names):
+            return True
+        if path.startswith(PACKAGE_DIR) or rel == path:
+            return False
+        return not any(v in os.sep + rel for v in _VENDOR)
+
+
+def _names(argval: Any) -> tuple[str, ...]:
+    if isinstance(argval, tuple):
+        return tuple(a for a in argval if isinstance(a, str))
+    return (argval,) if isinstance(argval, str) else ()
+
+
+_STORE_OPS: Final = frozenset({
+    "STORE_FAST", "DELETE_FAST", "STORE_DEREF", "DELETE_DEREF", "STORE_NAME", "DELETE_NAME",
+    "STORE_FAST_STORE_FAST", "STORE_FAST_LOAD_FAST", "LOAD_FAST_AND_CLEAR", "STORE_FAST_MAYBE_NULL",
+})
+_LOAD_PREFIXES: Final = ("LOAD_FAST", "LOAD_DEREF", "LOAD_NAME", "LOAD_CLOSURE", "STORE_FAST_LOAD_FAST")
+_CALL_OPS: Final = frozenset({
+    "CALL", "CALL_FUNCTION_EX", "CALL_KW", "IMPORT_NAME", "BEFORE_WITH", "BEFORE_ASYNC_WITH",
+    "WITH_EXCEPT_START", "CALL_INTRINSIC_1", "CALL_INTRINSIC_2",
+})
+_SUSPEND_OPS: Final = frozenset({"YIELD_VALUE", "SEND", "GET_AWAITABLE", "GET_ANEXT", "END_ASYNC_FOR"})
+_MUTATE_OPS: Final = frozenset({"STORE_ATTR", "STORE_SUBSCR", "DELETE_ATTR", "DELETE_SUBSCR", "STORE_SLICE"})
+
+LineEffect = tuple[tuple[str, ...], tuple[str, ...], bool, bool]
+"""(names to compare by identity, names to re-encode if mutable, compare everything, simple:
+only identity comparisons are needed)."""
+
+
+def line_effects(code: CodeType) -> dict[int, LineEffect]:
+    """What each line of ``code`` can change in its frame's locals.
+
+    Returns:
+        ``{line: (check, reencode, full, simple)}``: ``check`` names the line may rebind (compared
+        by identity); ``reencode`` names whose objects the line may mutate in place (calls,
+        item or attribute stores, in-place operators: re-encoded and compared); ``full``
+        when the line suspends (yield, await) and anything may change. Lines absent from the
+        map change nothing. Instructions without a line number count for every line.
+    """
+    per_line: dict[int | None, list[Any]] = {}
+    for ins in dis.get_instructions(code):
+        positions = getattr(ins, "positions", None)
+        line = positions.lineno if positions is not None else None
+        if line is None and ins.starts_line not in (None, False, True):
+            line = ins.starts_line
+        entry = per_line.setdefault(line, [set(), set(), False, False, False, False])
+        op = ins.opname
+        if op in _STORE_OPS:
+            entry[0].update(_names(ins.argval))
+        if op.startswith(_LOAD_PREFIXES):
+            entry[1].update(_names(ins.argval))
+        if op in _CALL_OPS:
+            entry[2] = True
+        elif op in _MUTATE_OPS:
+            entry[3] = True
+        elif op in _SUSPEND_OPS:
+            entry[4] = True
+        elif op == "BINARY_OP" and str(ins.argrepr).endswith("=") and ins.argrepr not in ("==", "!=", "<=", ">="):
+            entry[5] = True  # x += y may mutate x in place (lists, sets, user types)
+    cells = tuple(code.co_cellvars) + tuple(code.co_freevars)
+    always = per_line.pop(None, None)
+    module_level = code.co_name == "<module>"
+    out: dict[int, LineEffect] = {}
+    for line, entry in per_line.items():
+        stores, loads, calls, mutates, suspends, inplace = entry
+        if always is not None:
+            stores, loads = stores | always[0], loads | always[1]
+            calls, mutates, suspends, inplace = (a or b for a, b in zip(entry[2:], always[2:], strict=False))
+        check = set(stores)
+        reencode: set[str] = set(stores) if inplace else set()
+        if calls or mutates:
+            check |= loads
+            reencode |= loads | stores
+        if calls:
+            check |= set(cells)  # a nested function may rebind a nonlocal
+        if not (check or reencode or suspends):
+            continue
+        assert line is not None
+        simple = not (suspends or module_level)
+        out[line] = (tuple(sorted(check)), tuple(sorted(reencode)), suspends, simple)
+    return out
+
+
+class _Code:
+    __slots__ = ("cid", "in_scope", "effects", "qualname", "module_level", "lib")
+
+    def __init__(self, cid: int, in_scope: bool, effects: dict[int, LineEffect], qualname: str,
+                 module_level: bool, lib: bool):
+        self.cid = cid
+        self.in_scope = in_scope
+        self.effects = effects
+        self.qualname = qualname
+        self.module_level = module_level
+        self.lib = lib
+
+
+class Activation:
+    """One live call (or generator resume) being traced.
+
+    Attributes:
+        serial: Activation number, from 0 in call order.
+        code: The code's :class:`_Code`.
+        frame: The live frame.
+        depth: Traced activations below it on its thread's stack.
+        thread: Thread index.
+        nodes: Current encoded locals, by name.
+        values: The objects last seen, by name (identity comparison).
+        kids: Calls made so far, by qualname (for the ``#n`` of positions).
+        hits: Steps so far by ``kind << 24 | line`` (up to the last written chunk).
+        line: The line of the frame's last step.
+    """
+
+    __slots__ = ("serial", "code", "frame", "depth", "thread", "nodes", "values", "kids", "hits", "line")
+
+    def __init__(self, serial: int, code: _Code, frame: FrameType, depth: int, thread: int):
+        self.serial = serial
+        self.code = code
+        self.frame = frame
+        self.depth = depth
+        self.thread = thread
+        self.nodes: dict[str, Any] = {}
+        self.values: dict[str, Any] = {}
+        self.kids: dict[str, int] = {}
+        self.hits: dict[int, int] = {}
+        self.line = 0
+
+
+class _Thread:
+    __slots__ = ("index", "stack", "roots")
+
+    def __init__(self, index: int):
+        self.index = index
+        self.stack: list[Activation] = []
+        self.roots: dict[str, int] = {}
+
+
+def display(value: Any) -> Any:
+    """Encode one local for display; never raises (a failure becomes a placeholder node)."""
+    cls = type(value)
+    if cls is int:
+        if -(2**63) <= value < 2**64:
+            return value
+    elif value is None or cls is float or cls is bool or cls is str and len(value) <= DISPLAY.max_str and value.isascii():
+        return value
+    try:
+        return Encoder(DISPLAY).encode(value)
+    except BaseException as exc:  # noqa: BLE001 - a hostile value must not stop the replay
+        return ["?", f"{cls.__module__}:{cls.__qualname__}", "<unreadable>", type(exc).__name__]
+
+
+_RETURN_OPS: Final = frozenset(dis.opmap[n] for n in ("RETURN_VALUE", "RETURN_CONST", "YIELD_VALUE") if n in dis.opmap)
+
+
+def _returning(frame: FrameType | None) -> bool:
+    """True if the frame is returning a value (or yielding), False if an exception unwinds it."""
+    if frame is None:
+        return False
+    try:
+        return frame.f_code.co_code[frame.f_lasti] in _RETURN_OPS
+    except (IndexError, AttributeError):
+        return True
+
+
+def _shown(name: str, value: Any, module_level: bool) -> bool:
+    if (name[:2] == "__" and name[-2:] == "__") or name[:1] == ".":  # dunders, a comprehension's .0
+        return False
+    if module_level:  # a module's "locals" are its globals: show data, not imports and defs
+        return not (callable(value) or type(value).__name__ == "module")
+    return True
+
+
+class TraceRecorder:
+    """Collect steps from a backend and write the trace file.
+
+    Args:
+        path: Trace file to write (atomic: nothing under this name until :meth:`close`).
+        scope: What to trace line by line.
+        header: Extra header keys (snapshot digest, code identity, ...).
+        max_steps: Steps after which tracing stops and the trace is marked cut.
+    """
+
+    def __init__(self, path: str, scope: Scope, header: dict[str, Any] | None = None,
+                 max_steps: int = DEFAULT_MAX_STEPS):
+        self.scope = scope
+        self.max_steps = max_steps
+        self.truncated = False
+        self.stopped = False
+        self._writer = SnapshotWriter(path, {"kind": "trace", "trace_format": TRACE_FORMAT, **(header or {})})
+        self.steps: list[tuple[int, int, int, int, int, int]] = []
+        self.changes: list[tuple[Any, ...]] = []
+        self.base = 0  # step number of steps[0]
+        self.codes: dict[CodeType, _Code] = {}
+        self._code_records: list[list[Any]] = []
+        self._threads: dict[int, _Thread] = {}
+        self._thread_records: list[list[Any]] = []
+        self.live: dict[int, Activation] = {}
+        self.links: list[tuple[int, int]] = []
+        self._next_keyframe: list[Any] = []
+        self._act_code = array("I")
+        self._act_parent = array("q")
+        self._act_call = array("q")
+        self._act_end = array("q")
+        self._act_depth = array("I")
+        self._act_thread = array("I")
+        self._act_nth = array("I")
+        self._lock = threading.Lock()
+        self._files: dict[str, str] = {}
+        self.header_backend = ""
+
+    # ------------------------------------------------------------- registration
+
+    def code(self, code: CodeType) -> _Code:
+        """The :class:`_Code` of a code object, analysed on first sight."""
+        info = self.codes.get(code)
+        if info is not None:
+            return info
+        with self._lock, suspended():  # path checks must not reach the tape (os.getcwd)
+            info = self.codes.get(code)
+            if info is not None:
+                return info
+            filename = code.co_filename
+            in_scope = self.scope.contains(filename)
+            lib = not in_scope and not os.path.abspath(filename).startswith(PACKAGE_DIR)
+            effects = line_effects(code) if in_scope else {}
+            qualname = getattr(code, "co_qualname", code.co_name)
+            info = _Code(len(self._code_records), in_scope, effects, qualname, code.co_name == "<module>", lib)
+            shown = self.scope.relative(filename) if in_scope else filename
+            self._code_records.append([shown, qualname, code.co_firstlineno, in_scope, code.co_name])
+            if in_scope:
+                self._files.setdefault(shown, filename)
+            self.codes[code] = info
+            return info
+
+    def thread(self) -> _Thread:
+        """This thread's state (created on its first traced call)."""
+        ident = threading.get_ident()
+        ts = self._threads.get(ident)
+        if ts is None:
+            with self._lock:
+                ts = self._threads[ident] = _Thread(len(self._threads))
+                self._thread_records.append([ts.index, STRAND.get()])
+        return ts
+
+    # ------------------------------------------------------------- events
+
+    def push(self, ts: _Thread, info: _Code, frame: FrameType) -> Activation:
+        """Start an activation and record its call step with the frame's arguments."""
+        stack = ts.stack
+        depth = len(stack)
+        serial = len(self._act_code)
+        if stack:
+            parent = stack[-1]
+            kids = parent.kids
+            parent_serial = parent.serial
+        else:
+            kids = ts.roots
+            parent_serial = -1
+        nth = kids.get(info.qualname, 0) + 1
+        kids[info.qualname] = nth
+        act = Activation(serial, info, frame, depth, ts.index)
+        n = self.base + len(self.steps)
+        self._act_code.append(info.cid)
+        self._act_parent.append(parent_serial)
+        self._act_call.append(n)
+        self._act_end.append(-1)
+        self._act_depth.append(depth)
+        self._act_thread.append(ts.index)
+        self._act_nth.append(nth)
+        stack.append(act)
+        self.live[serial] = act
+        line = frame.f_lineno
+        act.line = line
+        self._snapshot_locals(act, frame, n)
+        self.steps.append((CALL, info.cid, line, serial, depth, ts.index))
+        return act
+
+    def _snapshot_locals(self, act: Activation, frame: FrameType, n: int) -> None:
+        values, nodes, changes = act.values, act.nodes, self.changes
+        module_level = act.code.module_level
+        try:
+            items = list(frame.f_locals.items())
+        except Exception:  # noqa: BLE001 - a broken frame proxy must not stop the replay
+            return
+        for name, value in items:
+            if _shown(name, value, module_level):
+                values[name] = value
+                node = nodes[name] = display(value)
+                changes.append((n, act.serial, name, node))
+
+    def diff(self, act: Activation, frame: FrameType, effect: LineEffect, n: int) -> None:
+        """Record the locals that the line ``effect`` describes changed, at step ``n``."""
+        check, reencode, full, _ = effect
+        try:
+            loc = frame.f_locals
+        except Exception:  # noqa: BLE001
+            return
+        values, nodes = act.values, act.nodes
+        get = values.get
+        module_level = act.code.module_level
+        if full:
+            check = tuple(loc)
+            gone = [k for k in values if k not in loc]
+            reencode = check
+        else:
+            gone = [k for k in check if k in values and k not in loc]
+        for name in reencode:
+            value = loc.get(name, _MISSING)
+            if value is _MISSING or type(value) in _IMMUTABLE or value is not get(name, _MISSING):
+                continue
+            node = display(value)
+            if node != nodes.get(name):
+                nodes[name] = node
+                self.changes.append((n, act.serial, name, node))
+        for name in check:
+            value = loc.get(name, _MISSING)
+            if value is _MISSING or value is get(name, _MISSING):
+                continue
+            if module_level and not _shown(name, value, True):
+                continue
+            values[name] = value
+            node = nodes[name] = display(value)
+            self.changes.append((n, act.serial, name, node))
+        for name in gone:
+            del values[name]
+            nodes.pop(name, None)
+            self.changes.append((n, act.serial, name))
+
+    def pop(self, ts: _Thread, act: Activation, kind: int, line: int, value: Any) -> None:
+        """Record a return (``value`` the returned object, or None after an exception)."""
+        n = self.base + len(self.steps)
+        if act.code.in_scope and act.line in act.code.effects:
+            self.diff(act, act.frame, act.code.effects[act.line], n)
+        if kind == RETURN and _returning(act.frame):
+            self.changes.append((n, act.serial, RETURN_NAME, display(value)))
+        self.steps.append((kind, act.code.cid, line, act.serial, act.depth, ts.index))
+        self._act_end[act.serial] = n
+        stack = ts.stack
+        if stack and stack[-1] is act:
+            stack.pop()
+        elif act in stack:
+            del stack[stack.index(act):]
+        self.live.pop(act.serial, None)
+        act.frame = None  # type: ignore[assignment]
+        if len(self.steps) >= CHUNK_STEPS:
+            self.flush()
+
+    def exception(self, ts: _Thread, act: Activation, line: int, exc: BaseException) -> None:
+        """Record an exception raised in (or propagating through) the activation's frame."""
+        n = self.base + len(self.steps)
+        if act.line in act.code.effects:
+            self.diff(act, act.frame, act.code.effects[act.line], n)
+        self.changes.append((n, act.serial, EXCEPTION_NAME, display(exc)))
+        self.steps.append((EXCEPTION, act.code.cid, line, act.serial, act.depth, ts.index))
+        act.line = line
+        if len(self.steps) >= CHUNK_STEPS:
+            self.flush()
+
+    def link(self, tape_index: int) -> None:
+        """The interaction ``tape_index`` was served during this thread's current step."""
+        ts = self._threads.get(threading.get_ident())
+        n = self.base + len(self.steps) - 1
+        if ts is not None:
+            steps = self.steps
+            for i in range(len(steps) - 1, max(-1, len(steps) - 64), -1):
+                if steps[i][5] == ts.index:
+                    n = self.base + i
+                    break
+        self.links.append((max(n, 0), tape_index))
+
+    # ------------------------------------------------------------- chunks
+
+    def flush(self) -> None:
+        """Write the buffered steps as one chunk (with the keyframe of the live frames)."""
+        steps = self.steps
+        if not steps:
+            return
+        first = self.base
+        count = len(steps)
+        kinds, cids, lines, serials, depths, threads = zip(*steps, strict=False)
+        changes = [list(c) for c in self.changes]
+        record = {
+            "first": first,
+            "n": count,
+            "kind": array("B", kinds).tobytes(),
+            "code": array("I", cids).tobytes(),
+            "line": array("I", lines).tobytes(),
+            "frame": array("I", serials).tobytes(),
+            "depth": array("I", depths).tobytes(),
+            "thread": array("I", threads).tobytes(),
+            "changes": changes,
+            "keyframe": self._next_keyframe,
+        }
+        pairs = Counter(zip(serials, kinds, lines, strict=False))
+        live = self.live
+        for (serial, kind, line), hits in pairs.items():
+            act = live.get(serial)
+            if act is not None:
+                key = kind << 24 | line
+                act.hits[key] = act.hits.get(key, 0) + hits
+        summary = [first, count, sorted(set(cids)),
+                   sorted({c << 24 | ln for c, ln, k in zip(cids, lines, kinds, strict=False) if k == LINE}),
+                   kinds.count(EXCEPTION), sorted({c[2] for c in self.changes}),
+                   min(depths), max(depths)]
+        self._writer.append(TraceSection.STEPS, record)
+        self._writer.append(TraceSection.CHUNKS, summary)
+        self.base += count
+        steps.clear()
+        self.changes.clear()
+        self._next_keyframe = self._keyframe()
+        if self.base >= self.max_steps:
+            self.truncated = True
+            self.stop_all()
+
+    def _keyframe(self) -> list[Any]:
+        """The live frames now (the start of the next chunk): ``[serial, line, [name, node, ...],
+        [kind << 24 | line, hits, ...]]`` each, outermost first per thread."""
+        frames = []
+        for ts in self._threads.values():
+            for act in ts.stack:
+                flat: list[Any] = []
+                for name, node in act.nodes.items():
+                    flat.append(name)
+                    flat.append(node)
+                hits: list[int] = []
+                for key, count in act.hits.items():
+                    hits.append(key)
+                    hits.append(count)
+                frames.append([act.serial, act.line, flat, hits])
+        return frames
+
+    def stop_all(self) -> None:
+        """Stop tracing every frame (the step budget is spent, or the replay ended)."""
+        self.stopped = True
+        for ts in self._threads.values():
+            for act in ts.stack:
+                frame = act.frame
+                if frame is not None:
+                    try:
+                        frame.f_trace = None
+                    except Exception:  # noqa: BLE001
+                        pass
+
+    # ------------------------------------------------------------- finish
+
+    def close(self, header_update: dict[str, Any] | None = None) -> str:
+        """Write everything still buffered and the tables; return the trace file's path."""
+        # Capture the live frames' keyframe before the final chunk (the reader uses the
+        # chunk records only); activations still live end "at the end of the trace".
+        self.flush()
+        w = self._writer
+        w.write_section(TraceSection.CODES, self._code_records)
+        w.write_section(TraceSection.THREADS, self._thread_records)
+        w.write_section(TraceSection.LINKS, [list(x) for x in self.links])
+        total = len(self._act_code)
+        for start in range(0, total, CALL_BLOCK):
+            end = min(start + CALL_BLOCK, total)
+            w.append(TraceSection.CALLS, {
+                "first": start,
+                "code": self._act_code[start:end].tobytes(),
+                "parent": self._act_parent[start:end].tobytes(),
+                "call": self._act_call[start:end].tobytes(),
+                "end": self._act_end[start:end].tobytes(),
+                "depth": self._act_depth[start:end].tobytes(),
+                "thread": self._act_thread[start:end].tobytes(),
+                "nth": self._act_nth[start:end].tobytes(),
+            })
+        for shown, filename in self._files.items():
+            try:
+                with open(filename, encoding="utf-8", errors="replace") as fh:
+                    w.append(TraceSection.SOURCES, [shown, fh.read()])
+            except OSError:
+                continue
+        update = {"steps": self.base, "activations": total, "truncated": self.truncated,
+                  "tracer": self.header_backend,
+                  "byteorder": sys.byteorder, "call_block": CALL_BLOCK}
+        update.update(header_update or {})
+        return w.close(update)
+
+    def abort(self) -> None:
+        """Drop the trace file being written."""
+        self._writer.abort()
+
+
+class SettraceTracer:
+    """The ``sys.settrace`` backend (all Python versions).
+
+    Lines of in-scope code are traced; a library function called directly from traced code
+    is one call step and one return step (its lines are not traced); code the application
+    does not call directly is not traced at all.
+    """
+
+    name = "settrace"
+
+    def __init__(self, recorder: TraceRecorder):
+        self.rec = recorder
+
+    def start(self) -> None:
+        """Trace this thread from its next call, and threads started from now on."""
+        threading.settrace(self._global)
+        sys.settrace(self._global)
+
+    def stop(self) -> None:
+        """Stop tracing (frames still live stop being traced too)."""
+        sys.settrace(None)
+        threading.settrace(None)  # type: ignore[arg-type]
+        self.rec.stop_all()
+
+    def _global(self, frame: FrameType, event: str, arg: Any) -> Any:
+        rec = self.rec
+        if rec.stopped:
+            return None
+        info = rec.codes.get(frame.f_code) or rec.code(frame.f_code)
+        ts = rec.thread()
+        if not info.in_scope:
+            stack = ts.stack
+            if not info.lib or not stack or frame.f_back is not stack[-1].frame or not stack[-1].code.in_scope:
+                return None
+            act = rec.push(ts, info, frame)
+            frame.f_trace_lines = False
+            return self._library(ts, act)
+        return self._local(ts, rec.push(ts, info, frame))
+
+    def _library(self, ts: _Thread, act: Activation) -> Any:
+        rec = self.rec
+
+        def library(frame: FrameType, event: str, arg: Any) -> Any:
+            if event == "return":
+                rec.pop(ts, act, RETURN, frame.f_lineno, arg)
+                return None
+            return library
+
+        return library
+
+    def _local(self, ts: _Thread, act: Activation) -> Any:
+        rec = self.rec
+        steps = rec.steps
+        append = steps.append
+        effects = act.code.effects
+        diff = rec.diff
+        cid, serial, depth, thread = act.code.cid, act.serial, act.depth, ts.index
+        values, nodes, changes = act.values, act.nodes, rec.changes
+        values_get = values.get  # ``values`` itself doubles as the "missing" sentinel
+        immutable = _IMMUTABLE
+
+        def local(frame: FrameType, event: str, arg: Any) -> Any:
+            if event == "line":
+                n = len(steps)
+                effect = effects.get(act.line)
+                line = act.line = frame.f_lineno
+                if effect is not None:
+                    if effect[3]:  # the common case, inlined
+                        loc = frame.f_locals
+                        for name in effect[1]:  # same object, maybe mutated in place
+                            value = loc.get(name, values)
+                            if type(value) in immutable or value is not values_get(name, values):
+                                continue
+                            node = display(value)
+                            if node != nodes.get(name):
+                                nodes[name] = node
+                                changes.append((rec.base + n, serial, name, node))
+                        for name in effect[0]:  # rebound
+                            value = loc.get(name, values)
+                            if value is not values_get(name, values) and value is not values:
+                                values[name] = value
+                                cls = type(value)
+                                node = nodes[name] = value if cls is float or (cls is int and -0x8000000000000000 <= value <= 0xFFFFFFFFFFFFFFFF) else display(value)
+                                changes.append((rec.base + n, serial, name, node))
+                    else:
+                        diff(act, frame, effect, rec.base + n)
+                append((LINE, cid, line, serial, depth, thread))
+                if n >= CHUNK_STEPS - 1:
+                    rec.flush()
+                return local
+            if event == "return":
+                rec.pop(ts, act, RETURN, frame.f_lineno, arg)
+                return None
+            if event == "exception":
+                rec.exception(ts, act, frame.f_lineno, arg[1])
+            return local
+
+        return local
+
+
+def make_tracer(recorder: TraceRecorder, backend: str = "auto") -> Any:
+    """The tracing backend: ``settrace``, ``monitoring`` (3.12+) or ``auto`` (monitoring where it exists)."""
+    if backend == "auto":
+        backend = "monitoring" if hasattr(sys, "monitoring") else "settrace"
+    if backend == "monitoring":
+        from replay.replayer.monitoring import MonitoringTracer
+
+        return MonitoringTracer(recorder)
+    if backend != "settrace":
+        raise ValueError(f"unknown tracer backend {backend!r}")
+    return SettraceTracer(recorder)
+
+
+__all__ = [
+    "CALL", "CHUNK_STEPS", "EXCEPTION", "KIND_NAMES", "LINE", "RETURN", "Scope", "SettraceTracer",
+    "TraceRecorder", "TraceSection", "line_effects", "make_tracer",
+]
