@@ -16,6 +16,8 @@ from collections.abc import Callable
 from typing import Any, Final, Literal, TypeVar, overload
 
 from replay.capture.boundary import ACTIVE
+from replay.capture.flight import DEFAULT_STEP_BUDGET, FlightRecorder
+from replay.capture.flight import remove as remove_trace
 from replay.capture.identity import project_root_of
 from replay.capture.interceptors import REAL, install
 from replay.capture.recorder import (
@@ -77,18 +79,29 @@ def _finish(
     *,
     exc: BaseException | None = None,
     result: Any = None,
+    flight: FlightRecorder | None = None,
 ) -> None:
     """Write the snapshot of a finished call (``exc`` raised, or ``result`` returned); never raises."""
+    trace = None
     try:
+        if flight is not None:
+            flight.stop()
         if entry is None:
             return
         record = describe_exception(exc, entry["project_root"]) if exc is not None else return_outcome(result)
         record["duration_ns"] = REAL["time.perf_counter_ns"]() - t0
-        path = write_snapshot(directory=snapshot_directory(directory), entry=entry, recorder=rec, outcome=record)
+        if flight is not None:
+            trace = flight.finish(record["kind"])
+        path = write_snapshot(directory=snapshot_directory(directory), entry=entry, recorder=rec, outcome=record,
+                              trace=trace)
         log.info("replay: snapshot written to %s", path)
     except Exception:  # noqa: BLE001 - fail open: capture never breaks the application
         count("capture_errors")
         log.warning("replay: could not write a snapshot", exc_info=True)
+    finally:
+        if flight is not None:
+            flight.discard()
+        remove_trace(trace)
 
 
 def _start(fn: Callable[..., Any], kind: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any] | None:
@@ -117,10 +130,11 @@ def _mode(on: str | None) -> str:
 @overload
 def capture(fn: F, /) -> F: ...
 @overload
-def capture(*, on: str | None = None, directory: str | os.PathLike[str] | None = None) -> Callable[[F], F]: ...
+def capture(*, on: str | None = None, directory: str | os.PathLike[str] | None = None,
+            trace: bool | int = False) -> Callable[[F], F]: ...
 
 
-def capture(fn: Any = None, /, *, on: str | None = None, directory: Any = None) -> Any:
+def capture(fn: Any = None, /, *, on: str | None = None, directory: Any = None, trace: bool | int = False) -> Any:
     """Record calls of a function; write a snapshot when the call raises (or always).
 
     Usable bare (``@replay.capture``) or with options (``@replay.capture(on="always")``).
@@ -134,6 +148,11 @@ def capture(fn: Any = None, /, *, on: str | None = None, directory: Any = None) 
             ``"always"``: write one for every call. Default: ``$REPLAY_CAPTURE`` when set
             (read when the function is decorated), else ``"error"``.
         directory: Where snapshots go; default ``$REPLAY_DIR`` or ``./snapshots``.
+        trace: Flight recorder (sync functions only): also record the trace of the
+            application's own frames during the call and embed it in the snapshot, for when
+            the code will not be available at replay time. ``True`` for the default step
+            budget (:data:`replay.capture.flight.DEFAULT_STEP_BUDGET`), or a number of steps.
+            Costs a tracer on every application line of the call: see docs/time-travel.md.
 
     Returns:
         A wrapper with the same signature; the exception of a failing call propagates
@@ -144,7 +163,10 @@ def capture(fn: Any = None, /, *, on: str | None = None, directory: Any = None) 
     """
     on = _mode(on)
     if fn is None:
-        return functools.partial(capture, on=on, directory=directory)
+        return functools.partial(capture, on=on, directory=directory, trace=trace)
+    budget = 0 if trace is False else (DEFAULT_STEP_BUDGET if trace is True else int(trace))
+    if budget < 0:
+        raise UsageError(f"capture trace={trace!r}: expected True, False or a number of steps")
     install()
     dirname = os.fspath(directory) if directory is not None else None
 
@@ -184,6 +206,7 @@ def capture(fn: Any = None, /, *, on: str | None = None, directory: Any = None) 
             return fn(*args, **kwargs)
         entry = _start(fn, "function", args, kwargs)
         rec = Recorder(app_roots=_roots(entry))
+        flight = FlightRecorder.start(_roots(entry), budget) if budget and entry else None
         t0 = REAL["time.perf_counter_ns"]()
         token = ACTIVE.set(rec)
         try:
@@ -191,16 +214,20 @@ def capture(fn: Any = None, /, *, on: str | None = None, directory: Any = None) 
         except Exception as exc:
             ACTIVE.reset(token)
             rec.close()
-            _finish(entry, rec, dirname, t0, exc=exc)
+            _finish(entry, rec, dirname, t0, exc=exc, flight=flight)
             raise
         except BaseException:
             ACTIVE.reset(token)
             rec.close()
+            if flight is not None:
+                flight.discard()
             raise
         ACTIVE.reset(token)
         rec.close()
         if on == "always":
-            _finish(entry, rec, dirname, t0, result=result)
+            _finish(entry, rec, dirname, t0, result=result, flight=flight)
+        elif flight is not None:
+            flight.discard()
         return result
 
     setattr(wrapper, ENTRY_ATTRIBUTE, fn)

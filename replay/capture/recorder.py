@@ -276,6 +276,7 @@ def write_snapshot(
     entry: dict[str, Any],
     recorder: Recorder,
     outcome: dict[str, Any],
+    trace: str | None = None,
 ) -> str:
     """Write a finished recording into ``directory`` and return the file's path.
 
@@ -284,6 +285,8 @@ def write_snapshot(
         entry: Entry record: module, qualname, file, kind, args, kwargs, project_root, reasons.
         recorder: The recorder that served the call.
         outcome: Outcome record (``kind`` "return" with ``value``, or "exception").
+        trace: A finished trace file (flight recorder) whose sections are copied into the
+            snapshot verbatim; its header goes under the snapshot header's ``trace`` key.
 
     Raises:
         OSError: the directory cannot be written; nothing is left under the final name.
@@ -338,12 +341,25 @@ def write_snapshot(
         if recorder.runs:
             writer.write_section(Section.STRANDS, recorder.strand_records())
         writer.write_section(Section.OUTCOME, [outcome])
-        final = writer.close()
+        trace_header = _embed_trace(writer, trace) if trace else None
+        final = writer.close({"trace": trace_header} if trace_header else None)
     except BaseException:
         writer.abort()
         raise
     count("snapshots_written")
     return final
+
+
+def _embed_trace(writer: SnapshotWriter, path: str) -> dict[str, Any]:
+    """Copy a trace file's frames into ``writer`` (compressed frames are not re-encoded)."""
+    from replay.snapshot.reader import SnapshotFile
+
+    with SnapshotFile(path) as f:
+        for number, frame in enumerate(f.frames):
+            writer.write_frame(frame.section, frame.records, f.raw_payload(number))
+        header = dict(f.header)
+    header.pop("kind", None)
+    return header
 
 
 def _version() -> str:

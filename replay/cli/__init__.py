@@ -61,7 +61,7 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from replay.cli import commands, program  # noqa: F401 - registers subcommands on `cli`
+    from replay.cli import commands, program, timetravel  # noqa: F401 - registers subcommands on `cli`
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,11 +19,12 @@ import dataclasses
 import operator
 from typing import Any, Final
 
+from replay.errors import UsageError
 from replay.snapshot.decoding import Decoder, Opaque
 from replay.snapshot.rendering import render
 
 
-class ExprError(Exception):
+class ExprError(UsageError):
     """The expression is not allowed, or cannot be evaluated at this step (the message says why)."""
 
 

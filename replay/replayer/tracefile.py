@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from replay.errors import CorruptSnapshotError, UsageError
 from replay.replayer.tracer import CALL, EXCEPTION, KIND_NAMES, LINE, RETURN, TraceSection
-from replay.snapshot.format import DEFAULT_LIMITS, ReadLimits
+from replay.snapshot.format import DEFAULT_LIMITS, ReadLimits, Section
 from replay.snapshot.reader import SnapshotFile
 
 _CHUNK_CACHE: Final = 16
@@ -185,7 +185,9 @@ class TraceFile:
         self.path = os.fspath(path)
         self._file = SnapshotFile(self.path, limits)
         try:
-            self.header = self._file.header
+            header = self._file.header
+            # a trace file's own header, or the "trace" map of a snapshot that embeds one
+            self.header = header if header.get("kind") == "trace" else dict(header.get("trace") or {})
             if self._file.count(TraceSection.STEPS) == 0 and self._file.count(TraceSection.CODES) == 0:
                 raise CorruptSnapshotError(self.path, "the file holds no trace", offset=0)
             self._swap = self.header.get("byteorder", sys.byteorder) != sys.byteorder
@@ -320,6 +322,11 @@ class TraceFile:
             for record in self._file.iter_records(TraceSection.SOURCES):
                 if isinstance(record, list) and len(record) == 2 and all(isinstance(x, str) for x in record):
                     self._sources[record[0]] = record[1]
+            if not self._sources:  # a snapshot's embedded trace: the sources are its code section
+                for record in self._file.iter_records(Section.CODE):
+                    if isinstance(record, dict) and isinstance(record.get("path"), str) \
+                            and isinstance(record.get("source"), str):
+                        self._sources[record["path"]] = record["source"]
         return self._sources
 
     def source_lines(self, file: str) -> list[str]:

@@ -22,6 +22,7 @@ chunk fills; what stays in memory is the live frames and 40 bytes per activation
 
 from __future__ import annotations
 
+import contextlib
 import dis
 import fnmatch
 import os
@@ -34,6 +35,7 @@ from typing import Any, Final
 
 from replay.capture.boundary import PACKAGE_DIR, STRAND, suspended
 from replay.snapshot.encoding import DISPLAY, Encoder
+from replay.snapshot.format import Section
 from replay.snapshot.writer import SnapshotWriter
 
 CALL: Final = 0
@@ -57,13 +59,13 @@ EXCEPTION_NAME: Final = "<exception>"
 class TraceSection:
     """Section ids of trace data (format 1.3; a trace file or a snapshot's trace)."""
 
-    STEPS: Final = 7  # one record per chunk of steps
-    CHUNKS: Final = 8  # one summary per chunk, read whole at open
-    CALLS: Final = 9  # activation table, CALL_BLOCK activations per record
-    CODES: Final = 10  # one record per code id
-    LINKS: Final = 11  # [step, tape index] per interaction served
-    SOURCES: Final = 12  # [file, source] of traced application files
-    THREADS: Final = 13  # [thread index, strand id]
+    STEPS: Final = Section.TRACE_STEPS  # one record per chunk of steps
+    CHUNKS: Final = Section.TRACE_CHUNKS  # one summary per chunk, read whole at open
+    CALLS: Final = Section.TRACE_CALLS  # activation table, CALL_BLOCK activations per record
+    CODES: Final = Section.TRACE_CODES  # one record per code id
+    LINKS: Final = Section.TRACE_LINKS  # [step, tape index] per interaction served
+    SOURCES: Final = Section.TRACE_SOURCES  # [file, source] of traced application files
+    THREADS: Final = Section.TRACE_THREADS  # [thread index, strand id]
 
 
 _VENDOR: Final = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}", f"{os.sep}lib{os.sep}python")
@@ -346,13 +348,18 @@ class TraceRecorder:
             lib = not in_scope and not os.path.abspath(filename).startswith(PACKAGE_DIR)
             effects = line_effects(code) if in_scope else {}
             qualname = getattr(code, "co_qualname", code.co_name)
-            info = _Code(len(self._code_records), in_scope, effects, qualname, code.co_name == "<module>", lib)
-            shown = self.scope.relative(filename) if in_scope else filename
-            self._code_records.append([shown, qualname, code.co_firstlineno, in_scope, code.co_name])
+            info = _Code(-1, in_scope, effects, qualname, code.co_name == "<module>", lib)
             if in_scope:
-                self._files.setdefault(shown, filename)
+                self._files.setdefault(self._number(info, code), filename)
             self.codes[code] = info
             return info
+
+    def _number(self, info: _Code, code: CodeType) -> str:
+        """Give a code object its id and record (codes are numbered when a step first uses them)."""
+        shown = self.scope.relative(code.co_filename) if info.in_scope else code.co_filename
+        info.cid = len(self._code_records)
+        self._code_records.append([shown, info.qualname, code.co_firstlineno, info.in_scope, code.co_name])
+        return shown
 
     def thread(self) -> _Thread:
         """This thread's state (created on its first traced call)."""
@@ -380,6 +387,10 @@ class TraceRecorder:
             parent_serial = -1
         nth = kids.get(info.qualname, 0) + 1
         kids[info.qualname] = nth
+        if info.cid < 0:  # a library function's first direct call from application code
+            with self._lock:
+                if info.cid < 0:
+                    self._number(info, frame.f_code)
         act = Activation(serial, info, frame, depth, ts.index)
         n = self.base + len(self.steps)
         self._act_code.append(info.cid)
@@ -558,15 +569,19 @@ class TraceRecorder:
             for act in ts.stack:
                 frame = act.frame
                 if frame is not None:
-                    try:
+                    with contextlib.suppress(Exception):
                         frame.f_trace = None
-                    except Exception:  # noqa: BLE001
-                        pass
 
     # ------------------------------------------------------------- finish
 
-    def close(self, header_update: dict[str, Any] | None = None) -> str:
-        """Write everything still buffered and the tables; return the trace file's path."""
+    def close(self, header_update: dict[str, Any] | None = None, *, sources: bool = True) -> str:
+        """Write everything still buffered and the tables; return the trace file's path.
+
+        Args:
+            header_update: Extra header keys known at the end.
+            sources: Store the traced application files' source (a snapshot that embeds the
+                trace already has them in its code section).
+        """
         # Capture the live frames' keyframe before the final chunk (the reader uses the
         # chunk records only); activations still live end "at the end of the trace".
         self.flush()
@@ -587,7 +602,7 @@ class TraceRecorder:
                 "thread": self._act_thread[start:end].tobytes(),
                 "nth": self._act_nth[start:end].tobytes(),
             })
-        for shown, filename in self._files.items():
+        for shown, filename in (self._files.items() if sources else ()):
             try:
                 with open(filename, encoding="utf-8", errors="replace") as fh:
                     w.append(TraceSection.SOURCES, [shown, fh.read()])
@@ -704,8 +719,34 @@ class SettraceTracer:
         return local
 
 
+class NoopTracer:
+    """A ``sys.settrace`` tracer that records nothing: the reference cost of tracing at all
+    (benchmarks compare the real tracer with it on the same program)."""
+
+    name = "noop"
+
+    def __init__(self, recorder: TraceRecorder):
+        self.rec = recorder
+
+    def _trace(self, frame: FrameType, event: str, arg: Any) -> Any:
+        return self._trace
+
+    def start(self) -> None:
+        """Start on this thread and threads started from now on."""
+        threading.settrace(self._trace)
+        sys.settrace(self._trace)
+
+    def stop(self) -> None:
+        """Stop."""
+        sys.settrace(None)
+        threading.settrace(None)  # type: ignore[arg-type]
+
+
 def make_tracer(recorder: TraceRecorder, backend: str = "auto") -> Any:
-    """The tracing backend: ``settrace``, ``monitoring`` (3.12+) or ``auto`` (monitoring where it exists)."""
+    """The tracing backend: ``settrace``, ``monitoring`` (3.12+), ``auto`` (monitoring where it
+    exists) or ``noop`` (traces every line but records nothing: a reference for benchmarks)."""
+    if backend == "noop":
+        return NoopTracer(recorder)
     if backend == "auto":
         backend = "monitoring" if hasattr(sys, "monitoring") else "settrace"
     if backend == "monitoring":

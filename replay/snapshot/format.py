@@ -47,7 +47,7 @@ from replay.errors import (
 MAGIC: Final = b"\x89RSN\r\n\x1a\n"
 TRAILER_MAGIC: Final = b"RSNAPEND"
 FORMAT_MAJOR: Final = 1
-FORMAT_MINOR: Final = 2
+FORMAT_MINOR: Final = 3
 PREAMBLE: Final = struct.Struct("<8sHHIII")
 FRAME_HEAD: Final = struct.Struct("<BII")
 TRAILER: Final = struct.Struct("<QII8s")
@@ -72,8 +72,19 @@ class Section:
     CODE: Final = 4  # one record per application source file
     ENVIRONMENT: Final = 5  # one record: interpreter, platform, libraries
     STRANDS: Final = 6  # [first tape index, strand id] runs (format 1.2); absent: one strand
+    # 7..13: a trace (format 1.3), in a trace file or a snapshot (flight recorder); the
+    # layout is in docs/time-travel.md and replay.replayer.tracer.TraceSection
+    TRACE_STEPS: Final = 7
+    TRACE_CHUNKS: Final = 8
+    TRACE_CALLS: Final = 9
+    TRACE_CODES: Final = 10
+    TRACE_LINKS: Final = 11
+    TRACE_SOURCES: Final = 12
+    TRACE_THREADS: Final = 13
 
-    NAMES: Final = {1: "entry", 2: "tape", 3: "outcome", 4: "code", 5: "environment", 6: "strands"}
+    NAMES: Final = {1: "entry", 2: "tape", 3: "outcome", 4: "code", 5: "environment", 6: "strands",
+                    7: "trace-steps", 8: "trace-chunks", 9: "trace-calls", 10: "trace-codes",
+                    11: "trace-links", 12: "trace-sources", 13: "trace-threads"}
 
     @classmethod
     def name(cls, section: int) -> str:

@@ -312,6 +312,18 @@ class SnapshotFile:
             self._cache.popitem(last=False)
         return entry
 
+    def raw_payload(self, number: int) -> bytes:
+        """The compressed payload of frame ``number`` as stored (to copy frames verbatim).
+
+        Raises:
+            CorruptSnapshotError: the frame's head does not match the index.
+        """
+        offset, size = self._offsets[number], self._sizes[number]
+        head = fmt.FRAME_HEAD.unpack(self._read_exact(offset, fmt.FRAME_HEAD.size, "frame head"))
+        if head != (self._sections_of[number], self._counts[number], size):
+            raise CorruptSnapshotError(self.path, "frame header does not match the index", offset=offset)
+        return self._read_exact(offset + fmt.FRAME_HEAD.size, size, "frame")
+
     def _content(self, number: int) -> bytes:
         offset, size = self._offsets[number], self._sizes[number]
         expected = (self._sections_of[number], self._counts[number], size)

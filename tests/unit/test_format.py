@@ -134,7 +134,7 @@ def assert_error(info: pytest.ExceptionInfo[BaseException], path: Path, *, offse
 def test_write_and_read_back_with_snapshot_file(snap):
     with SnapshotFile(snap) as f:
         assert f.header == HEADER
-        assert f.version == (FORMAT_MAJOR, FORMAT_MINOR) == (1, 2)
+        assert f.version == (FORMAT_MAJOR, FORMAT_MINOR) == (1, 3)
         assert f.size_bytes == snap.stat().st_size
         assert list(f.iter_records(Section.ENTRY)) == [ENTRY]
         assert list(f.iter_records(Section.TAPE)) == TAPE
@@ -166,7 +166,7 @@ def test_file_starts_with_magic_and_ends_with_trailer(snap):
     data = snap.read_bytes()
     assert data[:8] == MAGIC
     magic, major, minor, flags, head_len, head_crc = PREAMBLE.unpack_from(data)
-    assert (major, minor, flags) == (1, 2, 0)
+    assert (major, minor, flags) == (1, 3, 0)
     head = data[24:24 + head_len]
     assert zlib.crc32(head) == head_crc
     assert msgpack.unpackb(head, raw=False) == HEADER
