@@ -202,6 +202,14 @@ class MonitoringTracer:
 
     def _on_start(self, code: CodeType, offset: int) -> Any:
         """PY_START and PY_RESUME: a call, or a generator resumed (a new activation)."""
+        return self._enter(code, sys._getframe(1))
+
+    def _on_throw(self, code: CodeType, offset: int, exc: BaseException) -> Any:
+        """PY_THROW: ``gen.throw()`` or ``close()`` resumes a generator (settrace's ``call``)."""
+        self._enter(code, sys._getframe(1))  # never DISABLE: PY_THROW cannot be disabled
+
+    def _enter(self, code: CodeType, frame: FrameType) -> Any:
+        """Start an activation of ``frame`` if it is traced; DISABLE for code never traced."""
         try:
             rec = self.rec
             info = rec.codes.get(code) or rec.code(code)
@@ -213,7 +221,6 @@ class MonitoringTracer:
             ts = self._thread()
             if ts is None:
                 return None
-            frame = sys._getframe(1)
             if info.in_scope:
                 act = rec.push(ts, info, frame)
                 self._acts[frame] = (act, ts)
@@ -228,10 +235,6 @@ class MonitoringTracer:
         except Exception as exc:  # noqa: BLE001 - a tracer bug must not change the program
             self._failed(exc)
         return None
-
-    def _on_throw(self, code: CodeType, offset: int, exc: BaseException) -> Any:
-        """PY_THROW: ``gen.throw()`` resumes a generator (settrace's ``call``)."""
-        self._on_start(code, offset)  # never DISABLE: PY_THROW cannot be disabled
 
     def _on_return(self, code: CodeType, offset: int, value: Any) -> Any:
         """PY_RETURN and PY_YIELD: the activation ends with ``value``."""

@@ -506,7 +506,15 @@ class TraceRecorder:
     def flush(self) -> None:
         """Write the buffered steps as one chunk (with the keyframe of the live frames)."""
         steps = self.steps
+        cut = self.base + len(steps) > self.max_steps
+        if cut:  # the budget ends inside this chunk: keep exactly max_steps steps
+            keep = max(self.max_steps - self.base, 0)
+            del steps[keep:]
+            self.changes[:] = [c for c in self.changes if c[0] < self.max_steps]
         if not steps:
+            if cut:
+                self.truncated = True
+                self.stop_all()
             return
         first = self.base
         count = len(steps)
@@ -541,7 +549,7 @@ class TraceRecorder:
         steps.clear()
         self.changes.clear()
         self._next_keyframe = self._keyframe()
-        if self.base >= self.max_steps:
+        if cut or self.base >= self.max_steps:
             self.truncated = True
             self.stop_all()
 
@@ -588,8 +596,11 @@ class TraceRecorder:
         w = self._writer
         w.write_section(TraceSection.CODES, self._code_records)
         w.write_section(TraceSection.THREADS, self._thread_records)
-        w.write_section(TraceSection.LINKS, [list(x) for x in self.links])
+        w.write_section(TraceSection.LINKS, [list(x) for x in self.links if x[0] < self.base])
         total = len(self._act_code)
+        for serial in range(total):  # calls still running when the trace ended (or was cut)
+            if self._act_end[serial] >= self.base:
+                self._act_end[serial] = -1
         for start in range(0, total, CALL_BLOCK):
             end = min(start + CALL_BLOCK, total)
             w.append(TraceSection.CALLS, {
@@ -708,6 +719,8 @@ class SettraceTracer:
                 append((LINE, cid, line, serial, depth, thread))
                 if n >= CHUNK_STEPS - 1:
                     rec.flush()
+                    if rec.stopped:  # the step budget is spent
+                        return None
                 return local
             if event == "return":
                 rec.pop(ts, act, RETURN, frame.f_lineno, arg)
