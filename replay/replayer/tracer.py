@@ -707,9 +707,15 @@ class SettraceTracer:
                             if node != nodes.get(name):
                                 nodes[name] = node
                                 changes.append((rec.base + n, serial, name, node))
-                        for name in effect[0]:  # rebound
+                        for name in effect[0]:  # rebound (or deleted)
                             value = loc.get(name, values)
-                            if value is not values_get(name, values) and value is not values:
+                            if value is values_get(name, values):
+                                continue
+                            if value is values:
+                                del values[name]
+                                nodes.pop(name, None)
+                                changes.append((rec.base + n, serial, name))
+                            else:
                                 values[name] = value
                                 cls = type(value)
                                 node = nodes[name] = value if cls is float or (cls is int and -0x8000000000000000 <= value <= 0xFFFFFFFFFFFFFFFF) else display(value)
