@@ -69,6 +69,7 @@ def test_scope_keeps_libraries_and_replay_itself_out(tmp_path):
     assert not scope.contains(str(tmp_path / "skip_me.py"))
     assert not scope.contains(str(tmp_path / ".venv" / "lib" / "python3.11" / "site-packages" / "x.py"))
     import json
+
     import replay.replayer.tracer as tracer_module
 
     assert scope.contains(json.__file__)  # included explicitly
