@@ -105,7 +105,8 @@ class FrameState:
         code: Its code.
         line: Its current line.
         locals: Encoded locals (display codec nodes) by name; ``<return>`` and
-            ``<exception>`` hold a returned value or the exception being raised.
+            ``<exception>`` hold the value being returned or the exception being raised, at
+            that step only.
         changed: Names whose value the step changed (set only on the step's own frame).
     """
 
@@ -410,10 +411,13 @@ class TraceFile:
             h = hits.setdefault(s, {})
             h[key] = h.get(key, 0) + 1
             for change in changes.get(ck.first + j, ()):
+                name = change[2]
+                if name[:1] == "<" and j != i:  # <return>, <exception>: shown at their own step only
+                    continue
                 if len(change) > 3:
-                    fs.locals[change[2]] = change[3]
+                    fs.locals[name] = change[3]
                 else:
-                    fs.locals.pop(change[2], None)
+                    fs.locals.pop(name, None)
         own = frames[-1] if frames else None
         if own is None or own.serial != serials[i]:  # a malformed keyframe: show the step's frame alone
             own = FrameState(serials[i], self.codes[codes[i]], lines[i], {})

@@ -27,6 +27,8 @@ import zstandard
 
 from replay.errors import SnapshotError
 from replay.snapshot import (
+    FORMAT_MAJOR,
+    FORMAT_MINOR,
     FrameInfo,
     Section,
     SnapshotFile,
@@ -325,7 +327,7 @@ def test_scan_frames_of_a_truncated_file(tmp_path):
     source = tmp_path / "cut.rsnap"
     source.write_bytes(data[:mid.offset + 20])
     scan = scan_frames(source)
-    assert scan.version == (1, 2)
+    assert scan.version == (FORMAT_MAJOR, FORMAT_MINOR)
     assert scan.header == HEADER and scan.final_header == {}
     assert scan.frames == list(frames[:len(frames) // 2])
     assert scan.stop_offset == mid.offset
