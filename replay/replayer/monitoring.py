@@ -19,9 +19,14 @@ RAISE, STOP_ITERATION            ``exception``                 global / applicat
 
 RERAISE (a bare ``raise``, the end of a ``finally`` or ``with``) is no ``exception`` event
 under settrace either: the exception is recorded where it was raised and in each frame it
-then propagates into. What it saves: library code runs without line instrumentation, and
-an application line costs one callback without settrace's trampoline (which copies the
-frame's locals into a dict and back around every event).
+then propagates into. The one known difference: a thread started with
+``_thread.start_new_thread`` (not :class:`threading.Thread`) after :meth:`MonitoringTracer.start`
+is traced here, while ``threading.settrace`` never reaches it.
+
+What it saves: library code runs without line events (settrace instruments every line of
+every code object and filters in C), and on 3.12 an application line skips settrace's
+trampoline, which copies the frame's locals into a dict and back around every event. On
+3.13 (no copy any more) an application line costs about what it costs under settrace.
 
 The frame of an event is ``sys._getframe(1)`` in the callback; live activations are found
 by frame, so an event of a frame that has none is ignored: a frame that started before
@@ -34,7 +39,11 @@ the recorder encodes, even through application ``__repr__`` code, make no steps)
 so it is returned only where the answer can never change: PY_START and PY_RESUME of code
 of this package (never traced, though the application code it calls is), and JUMPs that
 go forwards or to another line. A library function's PY_START stays on: any later call
-of it may come straight from application code.
+of it may come straight from application code. Disabled locations outlive the tool id
+(CPython 3.12 and 3.13 keep them through ``free_tool_id`` and a new ``use_tool_id``), so
+:meth:`MonitoringTracer.start` and :meth:`MonitoringTracer.stop` call
+``sys.monitoring.restart_events()``: what an earlier user of the id disabled fires again
+(other tools see their disabled events once more, and disable them again).
 """
 
 from __future__ import annotations
@@ -45,7 +54,8 @@ from types import CodeType, FrameType
 from typing import TYPE_CHECKING, Any, Final
 
 from replay.errors import ReplaySetupError
-from replay.replayer.tracer import _IMMUTABLE, CHUNK_STEPS, LINE, RETURN, TraceRecorder, display
+from replay.replayer import tracer as _tracer
+from replay.replayer.tracer import _IMMUTABLE, LINE, RETURN, TraceRecorder, display
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -110,11 +120,12 @@ class MonitoringTracer:
         self.tool: int | None = None
         self.error: BaseException | None = None
         self._acts: dict[FrameType, tuple[Activation, _Thread]] = {}
-        self._lines: dict[FrameType, Callable[[FrameType, int], None]] = {}
+        self._lines: dict[FrameType, tuple[Any, ...]] = {}  # LINE callback state by frame
         self._threads: dict[int, _Thread | None] = {}
         self._before: dict[int, threading.Thread] = {}
         self._local: dict[CodeType, int] = {}
         self._offsets: dict[CodeType, dict[int, int | None]] = {}
+        self._on_line: Callable[..., Any] = self._line_callback()
 
     # ------------------------------------------------------------- start / stop
 
@@ -129,15 +140,17 @@ class MonitoringTracer:
         self.tool = tool
         me = threading.get_ident()
         self._before = {t.ident: t for t in threading.enumerate() if t.ident is not None and t.ident != me}
+        self._on_line = self._line_callback()
         ev = _MON.events
         callbacks = {
             ev.PY_START: self._on_start, ev.PY_RESUME: self._on_start, ev.PY_THROW: self._on_throw,
-            ev.LINE: self._line_callback(), ev.JUMP: self._on_jump,
+            ev.LINE: self._on_line, ev.JUMP: self._on_jump,
             ev.PY_RETURN: self._on_return, ev.PY_YIELD: self._on_return, ev.PY_UNWIND: self._on_unwind,
             ev.RAISE: self._on_raise, ev.STOP_ITERATION: self._on_raise,
         }
         for event, callback in callbacks.items():
             _MON.register_callback(tool, event, callback)
+        _MON.restart_events()  # locations an earlier user of this tool id disabled fire again
         _MON.set_events(tool, _GLOBAL)
 
     def stop(self) -> None:
@@ -159,6 +172,7 @@ class MonitoringTracer:
                      "PY_UNWIND", "RAISE", "STOP_ITERATION"):
             _MON.register_callback(tool, getattr(_MON.events, name), None)
         _MON.free_tool_id(tool)
+        _MON.restart_events()  # leave no disabled locations to the next user of the tool id
         self._local.clear()
         self._acts.clear()
         self._lines.clear()
@@ -224,7 +238,7 @@ class MonitoringTracer:
             if info.in_scope:
                 act = rec.push(ts, info, frame)
                 self._acts[frame] = (act, ts)
-                self._lines[frame] = self._line_step(ts, act)
+                self._lines[frame] = self._line_state(ts, act)
                 self._watch(code, _APP)
                 return None
             stack = ts.stack
@@ -287,73 +301,78 @@ class MonitoringTracer:
         line = self._line_of(code, dest)
         if line is None or line != self._line_of(code, src):
             return _MON.DISABLE  # another line: the LINE event reports it
-        frame = sys._getframe(1)
-        step = self._lines.get(frame)
-        if step is not None:
-            step(frame, line)
+        self._on_line(code, line, 2)
         return None
 
-    def _line_callback(self) -> Callable[[CodeType, int], Any]:
-        """The LINE callback: find the frame's line step and run it."""
-        lines_get = self._lines.get
-        getframe = sys._getframe
-
-        def on_line(code: CodeType, line: int) -> Any:
-            frame = getframe(1)
-            step = lines_get(frame)
-            if step is not None:
-                step(frame, line)
-            return None
-
-        return on_line
-
-    def _line_step(self, ts: _Thread, act: Activation) -> Callable[[FrameType, int], None]:
-        """A line step of ``act``: record the locals the previous line changed, then the step
-        (the same logic as the settrace backend's line event)."""
+    def _line_callback(self) -> Callable[..., Any]:
+        """The LINE callback: record the locals the frame's previous line changed, then the
+        step (the settrace backend's line event, inlined: this is the hot path)."""
         rec = self.rec
         steps = rec.steps
         append = steps.append
-        effects = act.code.effects
+        changes = rec.changes
         diff = rec.diff
-        cid, serial, depth, thread = act.code.cid, act.serial, act.depth, ts.index
-        values, nodes, changes = act.values, act.nodes, rec.changes
-        values_get = values.get  # ``values`` itself doubles as the "missing" sentinel
+        states_get = self._lines.get
+        getframe = sys._getframe
         immutable = _IMMUTABLE
+        last = _tracer.CHUNK_STEPS - 1  # read at start(): tests shrink chunks
+        tracer = self
 
-        def step(frame: FrameType, line: int) -> None:
+        def on_line(code: CodeType, line: int, up: int = 1) -> Any:
+            frame = getframe(up)
+            state = states_get(frame)
+            if state is None:  # a frame that is not traced (see the module docstring)
+                return None
             try:
+                act, effects, values, nodes, values_get, cid, serial, depth, thread = state
                 n = len(steps)
                 effect = effects.get(act.line)
                 act.line = line
                 if effect is not None:
                     if effect[3]:  # the common case, inlined
-                        loc = frame.f_locals
+                        loc = frame.f_locals  # ``values`` itself is the "missing" sentinel below
                         for name in effect[1]:  # same object, maybe mutated in place
                             value = loc.get(name, values)
-                            if type(value) in immutable or value is not values_get(name, values):
-                                continue
+                            if (value is values or type(value) in immutable
+                                    or value is not values_get(name, values)):
+                                continue  # unbound, immutable or rebound
                             node = display(value)
                             if node != nodes.get(name):
                                 nodes[name] = node
                                 changes.append((rec.base + n, serial, name, node))
-                        for name in effect[0]:  # rebound
+                        for name in effect[0]:  # rebound (or deleted)
                             value = loc.get(name, values)
-                            if value is not values_get(name, values) and value is not values:
+                            if value is values_get(name, values):
+                                continue
+                            if value is values:
+                                del values[name]
+                                nodes.pop(name, None)
+                                changes.append((rec.base + n, serial, name))
+                            else:
                                 values[name] = value
                                 cls = type(value)
-                                node = nodes[name] = value if cls is float or (cls is int and -0x8000000000000000 <= value <= 0xFFFFFFFFFFFFFFFF) else display(value)
+                                plain = cls is float or (cls is int and -(2**63) <= value < 2**64)
+                                node = nodes[name] = value if plain else display(value)
                                 changes.append((rec.base + n, serial, name, node))
                     else:
                         diff(act, frame, effect, rec.base + n)
                 append((LINE, cid, line, serial, depth, thread))
-                if n >= CHUNK_STEPS - 1:
+                if n >= last:
                     rec.flush()
                     if rec.stopped:
-                        self._shutdown()
+                        tracer._shutdown()
             except Exception as exc:  # noqa: BLE001 - a tracer bug must not change the program
-                self._failed(exc)
+                tracer._failed(exc)
+            return None
 
-        return step
+        return on_line
+
+    @staticmethod
+    def _line_state(ts: _Thread, act: Activation) -> tuple[Any, ...]:
+        """What the LINE callback needs of ``act``, unpacked in one go: (act, effects, values,
+        nodes, values.get, code id, serial, depth, thread index)."""
+        return (act, act.code.effects, act.values, act.nodes, act.values.get, act.code.cid, act.serial,
+                act.depth, ts.index)
 
 
 __all__ = ["MonitoringTracer"]

@@ -276,12 +276,21 @@ def display(value: Any) -> Any:
 _RETURN_OPS: Final = frozenset(dis.opmap[n] for n in ("RETURN_VALUE", "RETURN_CONST", "YIELD_VALUE") if n in dis.opmap)
 
 
+_RESUME: Final = dis.opmap["RESUME"]
+_YIELD_VALUE: Final = dis.opmap["YIELD_VALUE"]
+
+
 def _returning(frame: FrameType | None) -> bool:
-    """True if the frame is returning a value (or yielding), False if an exception unwinds it."""
+    """True if the frame is returning a value (or yielding), False if an exception unwinds it.
+
+    At a yield, ``f_lasti`` is the YIELD_VALUE up to 3.12 and the RESUME after it from 3.13.
+    """
     if frame is None:
         return False
     try:
-        return frame.f_code.co_code[frame.f_lasti] in _RETURN_OPS
+        code, lasti = frame.f_code.co_code, frame.f_lasti
+        op = code[lasti]
+        return op in _RETURN_OPS or (op == _RESUME and lasti >= 2 and code[lasti - 2] == _YIELD_VALUE)
     except (IndexError, AttributeError):
         return True
 
@@ -701,8 +710,8 @@ class SettraceTracer:
                         loc = frame.f_locals
                         for name in effect[1]:  # same object, maybe mutated in place
                             value = loc.get(name, values)
-                            if type(value) in immutable or value is not values_get(name, values):
-                                continue
+                            if value is values or type(value) in immutable or value is not values_get(name, values):
+                                continue  # unbound (``values`` is the sentinel), immutable or rebound
                             node = display(value)
                             if node != nodes.get(name):
                                 nodes[name] = node
