@@ -46,13 +46,15 @@ Exit codes:
 @click.group(help=f"""Deterministic replay debugger for production Python.
 
 Capture a failing call with @replay.capture, then show it, replay it against the
-recorded code, and verify candidate fixes against it before you redeploy.
+recorded code, step through its regenerated trace, and verify candidate fixes
+against it before you redeploy.
 
 \b
 Examples:
   replay show snapshots/charge-20261121T101500-3fa2b1c9e0d4.rsnap
   replay run  snapshots/charge-*.rsnap
   replay verify snapshots/*.rsnap --code ./fixed-checkout
+  replay goto  snapshots/charge-*.rsnap exception      (time travel: trace, goto, history, search)
 
 {EXIT_CODES_HELP}""")
 @click.version_option(package_name="replay-debugger", prog_name="replay")

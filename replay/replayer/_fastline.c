@@ -7,18 +7,19 @@
  *
  *   line:      n = len(rec.steps); effect = effects.get(act.line); act.line = frame.f_lineno;
  *              if effect: simple effect -> compare/re-encode the named locals inline, appending
- *              (rec.base + n, serial, name, node) to rec.changes; otherwise rec.diff(act, frame,
+ *              (rec.base + n, serial, name, node) to rec.changes ((rec.base + n, serial, name)
+ *              for a local the line deleted); otherwise rec.diff(act, frame,
  *              effect, rec.base + n); then append (LINE, cid, line, serial, depth, thread) to
- *              rec.steps and call rec.flush() when n >= chunk_steps - 1; return self.
+ *              rec.steps and call rec.flush() when n >= chunk_steps - 1; return self, or
+ *              None when that flush spent the step budget (rec.stopped).
  *   return:    rec.pop(ts, act, RETURN, frame.f_lineno, arg); return None.
  *   exception: rec.exception(ts, act, frame.f_lineno, arg[1]); return self.
  *   other:     return self.
  *
  * Everything the closure captures when it is made is captured here at construction too (the
- * recorder's step and change lists, ``rec.diff``, the activation's dicts and numbers). The
- * activation's ``line`` is kept in the object and written through to ``act.line`` at every
- * line event (pop, exception and keyframes read it); it is read back after ``rec.exception``,
- * which sets it.
+ * recorder's step and change lists, ``rec.diff``, the activation's dicts and numbers);
+ * ``act.line`` is read and written at every line event, as the closure does (directly in its
+ * ``__slots__`` slot when Activation is a plain slots class).
  *
  * Errors. Exceptions raised by the recorder's own methods (rec.diff, rec.flush, rec.pop,
  * rec.exception) propagate exactly as they do from the closure. Any other error in the C code
@@ -35,6 +36,7 @@
 #include <Python.h>
 #include <frameobject.h>
 #include <stddef.h>
+#include <structmember.h>
 
 /* Step kinds: format constants replay.replayer.tracer.LINE and RETURN (checked by the tests). */
 #define KIND_LINE 1
@@ -42,7 +44,7 @@
 
 static PyObject *s_line, *s_return, *s_exception, *s_base, *s_flush, *s_pop, *s_get,
     *s_f_lineno, *s_f_locals, *s_f_trace_lines, *s_code, *s_effects, *s_cid, *s_serial,
-    *s_depth, *s_values, *s_nodes, *s_index, *s_steps, *s_changes, *s_diff;
+    *s_depth, *s_values, *s_nodes, *s_index, *s_steps, *s_changes, *s_diff, *s_stopped;
 static PyObject *kind_line, *kind_return;
 
 typedef struct {
@@ -55,7 +57,8 @@ typedef struct {
     PyObject *values, *nodes;       /* act.values, act.nodes (dicts) */
     PyObject *display, *immutable;  /* tracer.display, tracer._IMMUTABLE */
     PyObject *cid, *serial, *depth, *thread;  /* the step tuple's fixed fields */
-    PyObject *line;                 /* act.line as last written */
+    PyObject *line_descr;           /* type(act).line when its slot is used directly, else NULL */
+    PyMemberDef *line_member;       /* its member definition (kept alive by line_descr) */
     Py_ssize_t chunk_last;          /* CHUNK_STEPS - 1 */
 } LocalTracer;
 
@@ -121,7 +124,21 @@ rebound_node(LocalTracer *self, PyObject *value)
     return PyObject_CallOneArg(self->display, value);
 }
 
-/* Append (rec.base + n, serial, name, node) to rec.changes. 0 or -1. */
+/* d.pop(key, None). 0 or -1. */
+static int
+dict_discard(PyObject *d, PyObject *key)
+{
+    if (PyDict_DelItem(d, key) < 0) {
+        if (!PyErr_ExceptionMatches(PyExc_KeyError)) {
+            return -1;
+        }
+        PyErr_Clear();
+    }
+    return 0;
+}
+
+/* Append (rec.base + n, serial, name, node) to rec.changes, or (rec.base + n, serial, name)
+ * for a deletion (node NULL). 0 or -1. */
 static int
 add_change(LocalTracer *self, Py_ssize_t n, PyObject *name, PyObject *node)
 {
@@ -140,7 +157,8 @@ add_change(LocalTracer *self, Py_ssize_t n, PyObject *name, PyObject *node)
     if (step == NULL) {
         return -1;
     }
-    PyObject *change = PyTuple_Pack(4, step, self->serial, name, node);
+    PyObject *change = node ? PyTuple_Pack(4, step, self->serial, name, node)
+                            : PyTuple_Pack(3, step, self->serial, name);
     Py_DECREF(step);
     if (change == NULL) {
         return -1;
@@ -180,9 +198,8 @@ simple_effect(LocalTracer *self, PyObject *frame, PyObject *check, PyObject *ree
             }
             seen = values;
         }
-        /* As the closure: a name missing from both the frame and ``values`` is not skipped
-         * (value is values), so ``values`` itself is displayed. */
-        if (immutable || value != seen) {
+        /* Unbound (``values`` is the sentinel), immutable, or rebound: nothing to re-encode. */
+        if (value == values || immutable || value != seen) {
             Py_CLEAR(value);
             continue;
         }
@@ -214,7 +231,7 @@ simple_effect(LocalTracer *self, PyObject *frame, PyObject *check, PyObject *ree
         Py_CLEAR(node);
         Py_CLEAR(value);
     }
-    /* Rebound: compare by identity. */
+    /* Rebound (or deleted): compare by identity. */
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(check); i++) {
         PyObject *name = PyTuple_GET_ITEM(check, i);
         value = mapping_get(loc, name, values);
@@ -222,10 +239,21 @@ simple_effect(LocalTracer *self, PyObject *frame, PyObject *check, PyObject *ree
             goto error;
         }
         PyObject *seen = PyDict_GetItemWithError(values, name);
-        if (seen == NULL && PyErr_Occurred()) {
-            goto error;
+        if (seen == NULL) {
+            if (PyErr_Occurred()) {
+                goto error;
+            }
+            seen = values;
         }
-        if (value == values || value == (seen ? seen : values)) {
+        if (value == seen) {
+            Py_CLEAR(value);
+            continue;
+        }
+        if (value == values) {  /* gone from the frame: a deletion (name, without a node) */
+            if (PyDict_DelItem(values, name) < 0 || dict_discard(nodes, name) < 0
+                    || add_change(self, n, name, NULL) < 0) {
+                goto error;
+            }
             Py_CLEAR(value);
             continue;
         }
@@ -258,25 +286,77 @@ stop_lines(PyObject *frame)
     }
 }
 
+/* act.line (new reference) and act.line = value: through the slot's member definition when
+ * Activation keeps it in a __slots__ slot with plain attribute access (what attribute access
+ * itself does, minus the lookups), else by attribute. */
+static PyObject *
+act_line(LocalTracer *self)
+{
+    if (self->line_member != NULL) {
+        return PyMember_GetOne((const char *)self->act, self->line_member);
+    }
+    return PyObject_GetAttr(self->act, s_line);
+}
+
+static int
+set_act_line(LocalTracer *self, PyObject *value)
+{
+    if (self->line_member != NULL) {
+        return PyMember_SetOne((char *)self->act, self->line_member, value);
+    }
+    return PyObject_SetAttr(self->act, s_line, value);
+}
+
+/* Use the slot directly only if type(act).line is a writable object member descriptor of a
+ * class on act's MRO and the class does not customise attribute access. 0, or -1 on error. */
+static int
+find_line_member(LocalTracer *self)
+{
+    self->line_member = NULL;
+    PyTypeObject *type = Py_TYPE(self->act);
+    if (type->tp_getattro != PyObject_GenericGetAttr || type->tp_setattro != PyObject_GenericSetAttr) {
+        return 0;
+    }
+    PyObject *descr = PyObject_GetAttr((PyObject *)type, s_line);
+    if (descr == NULL) {
+        return -1;
+    }
+    if (Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+        PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+        if (member->type == T_OBJECT_EX && !(member->flags & READONLY)
+                && PyType_IsSubtype(type, ((PyMemberDescrObject *)descr)->d_common.d_type)) {
+            self->line_member = member;
+            self->line_descr = Py_NewRef(descr);
+        }
+    }
+    Py_DECREF(descr);
+    return 0;
+}
+
 /* ------------------------------------------------------------------ events */
 
 static PyObject *
 on_line(LocalTracer *self, PyObject *frame)
 {
     Py_ssize_t n = PyList_GET_SIZE(self->steps);
-    PyObject *effect = PyDict_GetItemWithError(self->effects, self->line);
+    PyObject *previous = act_line(self);
+    if (previous == NULL) {
+        stop_lines(frame);
+        return Py_NewRef(self);
+    }
+    PyObject *effect = PyDict_GetItemWithError(self->effects, previous);
+    Py_DECREF(previous);
     if (effect == NULL && PyErr_Occurred()) {
         PyErr_Clear();  /* an unhashable line: nothing is known of it, as when absent */
     }
     Py_XINCREF(effect);
     PyObject *line = frame_lineno(frame);
-    if (line == NULL || PyObject_SetAttr(self->act, s_line, line) < 0) {
+    if (line == NULL || set_act_line(self, line) < 0) {
         Py_XDECREF(line);
         Py_XDECREF(effect);
         stop_lines(frame);
         return Py_NewRef(self);
     }
-    Py_SETREF(self->line, Py_NewRef(line));
     if (effect != NULL) {
         int done = 0;
         if (PyTuple_CheckExact(effect) && PyTuple_GET_SIZE(effect) >= 4
@@ -344,6 +424,15 @@ on_line(LocalTracer *self, PyObject *frame)
             return NULL;
         }
         Py_DECREF(res);
+        PyObject *stopped = PyObject_GetAttr(self->rec, s_stopped);
+        int is_stopped = stopped ? PyObject_IsTrue(stopped) : -1;
+        Py_XDECREF(stopped);
+        if (is_stopped < 0) {
+            return NULL;  /* as the closure's ``if rec.stopped`` */
+        }
+        if (is_stopped) {  /* the step budget is spent: stop tracing this frame too */
+            Py_RETURN_NONE;
+        }
     }
     return Py_NewRef(self);
 }
@@ -354,7 +443,7 @@ on_return(LocalTracer *self, PyObject *frame, PyObject *arg)
     PyObject *line = frame_lineno(frame);
     if (line == NULL) {
         PyErr_Clear();
-        line = Py_NewRef(self->line);
+        line = Py_NewRef(Py_None);
     }
     PyObject *args[6] = {self->rec, self->ts, self->act, kind_return, line, arg};
     PyObject *res = PyObject_VectorcallMethod(s_pop, args, 6 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
@@ -384,14 +473,7 @@ on_exception(LocalTracer *self, PyObject *frame, PyObject *arg)
         return NULL;
     }
     Py_DECREF(res);
-    /* rec.exception sets act.line: follow it. */
-    PyObject *now = PyObject_GetAttr(self->act, s_line);
-    if (now == NULL) {
-        PyErr_Clear();
-        now = Py_NewRef(line);
-    }
     Py_DECREF(line);
-    Py_SETREF(self->line, now);
     return Py_NewRef(self);
 }
 
@@ -429,14 +511,20 @@ lt_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwna
     return Py_NewRef(self);
 }
 
-/* A cleared object (tp_clear by the collector) must not be called: guard the entry points. */
+/* The entry point. The trampoline calls f_trace without holding a reference to it, and the
+ * recorder may drop it during the call (stop_all sets every f_trace to None from a flush), so
+ * the object keeps itself alive until it returns. A cleared object (tp_clear by the
+ * collector) records nothing. */
 static PyObject *
 lt_vectorcall_checked(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
     if (((LocalTracer *)op)->rec == NULL) {
         return Py_NewRef(Py_None);
     }
-    return lt_vectorcall(op, args, nargsf, kwnames);
+    Py_INCREF(op);
+    PyObject *result = lt_vectorcall(op, args, nargsf, kwnames);
+    Py_DECREF(op);
+    return result;
 }
 
 /* ------------------------------------------------------------------ type */
@@ -490,7 +578,7 @@ lt_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
             || (self->thread = PyObject_GetAttr(ts, s_index)) == NULL
             || (self->values = get_attr_checked(act, s_values, &PyDict_Type, "act.values")) == NULL
             || (self->nodes = get_attr_checked(act, s_nodes, &PyDict_Type, "act.nodes")) == NULL
-            || (self->line = PyObject_GetAttr(act, s_line)) == NULL) {
+            || find_line_member(self) < 0) {
         Py_XDECREF(code);
         Py_DECREF(self);
         return NULL;
@@ -517,7 +605,7 @@ lt_traverse(LocalTracer *self, visitproc visit, void *arg)
     Py_VISIT(self->serial);
     Py_VISIT(self->depth);
     Py_VISIT(self->thread);
-    Py_VISIT(self->line);
+    Py_VISIT(self->line_descr);
     return 0;
 }
 
@@ -539,7 +627,8 @@ lt_clear(LocalTracer *self)
     Py_CLEAR(self->serial);
     Py_CLEAR(self->depth);
     Py_CLEAR(self->thread);
-    Py_CLEAR(self->line);
+    self->line_member = NULL;
+    Py_CLEAR(self->line_descr);
     return 0;
 }
 
@@ -595,6 +684,7 @@ intern_all(void)
         {&s_code, "code"}, {&s_effects, "effects"}, {&s_cid, "cid"}, {&s_serial, "serial"},
         {&s_depth, "depth"}, {&s_values, "values"}, {&s_nodes, "nodes"}, {&s_index, "index"},
         {&s_steps, "steps"}, {&s_changes, "changes"}, {&s_diff, "diff"},
+        {&s_stopped, "stopped"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if (*names[i].slot == NULL && (*names[i].slot = PyUnicode_InternFromString(names[i].text)) == NULL) {
