@@ -54,8 +54,7 @@ from types import CodeType, FrameType
 from typing import TYPE_CHECKING, Any, Final
 
 from replay.errors import ReplaySetupError
-from replay.replayer import tracer as _tracer
-from replay.replayer.tracer import _IMMUTABLE, LINE, RETURN, TraceRecorder, display
+from replay.replayer.tracer import RETURN, TraceRecorder, line_tracer
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -305,74 +304,33 @@ class MonitoringTracer:
         return None
 
     def _line_callback(self) -> Callable[..., Any]:
-        """The LINE callback: record the locals the frame's previous line changed, then the
-        step (the settrace backend's line event, inlined: this is the hot path)."""
+        """The LINE callback: the frame's settrace local tracer (:func:`line_tracer`) does the
+        step, so both backends record lines with one piece of code."""
         rec = self.rec
-        steps = rec.steps
-        append = steps.append
-        changes = rec.changes
-        diff = rec.diff
         states_get = self._lines.get
         getframe = sys._getframe
-        immutable = _IMMUTABLE
-        last = _tracer.CHUNK_STEPS - 1  # read at start(): tests shrink chunks
         tracer = self
 
         def on_line(code: CodeType, line: int, up: int = 1) -> Any:
             frame = getframe(up)
-            state = states_get(frame)
-            if state is None:  # a frame that is not traced (see the module docstring)
+            local = states_get(frame)
+            if local is None:  # a frame that is not traced (see the module docstring)
                 return None
             try:
-                act, effects, values, nodes, values_get, cid, serial, depth, thread = state
-                n = len(steps)
-                effect = effects.get(act.line)
-                act.line = line
-                if effect is not None:
-                    if effect[3]:  # the common case, inlined
-                        loc = frame.f_locals  # ``values`` itself is the "missing" sentinel below
-                        for name in effect[1]:  # same object, maybe mutated in place
-                            value = loc.get(name, values)
-                            if (value is values or type(value) in immutable
-                                    or value is not values_get(name, values)):
-                                continue  # unbound, immutable or rebound
-                            node = display(value)
-                            if node != nodes.get(name):
-                                nodes[name] = node
-                                changes.append((rec.base + n, serial, name, node))
-                        for name in effect[0]:  # rebound (or deleted)
-                            value = loc.get(name, values)
-                            if value is values_get(name, values):
-                                continue
-                            if value is values:
-                                del values[name]
-                                nodes.pop(name, None)
-                                changes.append((rec.base + n, serial, name))
-                            else:
-                                values[name] = value
-                                cls = type(value)
-                                plain = cls is float or (cls is int and -(2**63) <= value < 2**64)
-                                node = nodes[name] = value if plain else display(value)
-                                changes.append((rec.base + n, serial, name, node))
-                    else:
-                        diff(act, frame, effect, rec.base + n)
-                append((LINE, cid, line, serial, depth, thread))
-                if n >= last:
-                    rec.flush()
-                    if rec.stopped:
-                        tracer._shutdown()
+                local(frame, "line", None)  # frame.f_lineno == line in LINE and JUMP callbacks
+                if rec.error is not None:
+                    tracer._failed(rec.error)
+                elif rec.stopped:
+                    tracer._shutdown()
             except Exception as exc:  # noqa: BLE001 - a tracer bug must not change the program
                 tracer._failed(exc)
             return None
 
         return on_line
 
-    @staticmethod
-    def _line_state(ts: _Thread, act: Activation) -> tuple[Any, ...]:
-        """What the LINE callback needs of ``act``, unpacked in one go: (act, effects, values,
-        nodes, values.get, code id, serial, depth, thread index)."""
-        return (act, act.code.effects, act.values, act.nodes, act.values.get, act.code.cid, act.serial,
-                act.depth, ts.index)
+    def _line_state(self, ts: _Thread, act: Activation) -> Any:
+        """The per-frame line tracer of ``act`` (shared with the settrace backend)."""
+        return line_tracer(self.rec, ts, act)
 
 
 __all__ = ["MonitoringTracer"]

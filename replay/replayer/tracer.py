@@ -342,6 +342,7 @@ class TraceRecorder:
         self._lock = threading.Lock()
         self._files: dict[str, str] = {}
         self.header_backend = ""
+        self.error: BaseException | None = None
 
     # ------------------------------------------------------------- registration
 
@@ -582,6 +583,13 @@ class TraceRecorder:
                 frames.append([act.serial, act.line, flat, hits])
         return frames
 
+    def failed(self, exc: BaseException) -> None:
+        """A bug of the tracer: stop tracing (the program goes on), keep the first error for
+        the trace header (``tracer_error``)."""
+        if self.error is None:
+            self.error = exc
+        self.stop_all()
+
     def stop_all(self) -> None:
         """Stop tracing every frame (the step budget is spent, or the replay ended)."""
         self.stopped = True
@@ -633,6 +641,7 @@ class TraceRecorder:
                 continue
         update = {"steps": self.base, "activations": total, "truncated": self.truncated,
                   "tracer": self.header_backend,
+                  "tracer_error": f"{type(self.error).__name__}: {self.error}" if self.error else None,
                   "byteorder": sys.byteorder, "call_block": CALL_BLOCK}
         update.update(header_update or {})
         return w.close(update)
@@ -679,7 +688,7 @@ class SettraceTracer:
             act = rec.push(ts, info, frame)
             frame.f_trace_lines = False
             return self._library(ts, act)
-        return self._local(ts, rec.push(ts, info, frame))
+        return line_tracer(rec, ts, rec.push(ts, info, frame))
 
     def _library(self, ts: _Thread, act: Activation) -> Any:
         rec = self.rec
@@ -692,18 +701,22 @@ class SettraceTracer:
 
         return library
 
-    def _local(self, ts: _Thread, act: Activation) -> Any:
-        rec = self.rec
-        steps = rec.steps
-        append = steps.append
-        effects = act.code.effects
-        diff = rec.diff
-        cid, serial, depth, thread = act.code.cid, act.serial, act.depth, ts.index
-        values, nodes, changes = act.values, act.nodes, rec.changes
-        values_get = values.get  # ``values`` itself doubles as the "missing" sentinel
-        immutable = _IMMUTABLE
 
-        def local(frame: FrameType, event: str, arg: Any) -> Any:
+def line_tracer(rec: TraceRecorder, ts: _Thread, act: Activation) -> Any:
+    """The local trace function of one traced frame (``frame.f_trace``): records its line,
+    return and exception steps. The monitoring backend calls it for LINE events too. This
+    is the hot path: the common case is inlined."""
+    steps = rec.steps
+    append = steps.append
+    effects = act.code.effects
+    diff = rec.diff
+    cid, serial, depth, thread = act.code.cid, act.serial, act.depth, ts.index
+    values, nodes, changes = act.values, act.nodes, rec.changes
+    values_get = values.get  # ``values`` itself doubles as the "missing" sentinel
+    immutable = _IMMUTABLE
+
+    def local(frame: FrameType, event: str, arg: Any) -> Any:
+        try:
             if event == "line":
                 n = len(steps)
                 effect = effects.get(act.line)
@@ -746,8 +759,11 @@ class SettraceTracer:
             if event == "exception":
                 rec.exception(ts, act, frame.f_lineno, arg[1])
             return local
+        except Exception as exc:  # noqa: BLE001 - a tracer bug must not reach the program
+            rec.failed(exc)
+            return None
 
-        return local
+    return local
 
 
 class NoopTracer:

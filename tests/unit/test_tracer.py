@@ -235,3 +235,29 @@ def test_tracing_leaves_no_tracer_behind(tmp_path):
     trace_call(tmp_path, mod.f)
     assert sys.gettrace() is before
     assert threading.gettrace() is None
+
+
+def test_a_tracer_bug_stops_tracing_not_the_program(tmp_path, monkeypatch):
+    import replay.replayer.tracer as tracer_module
+
+    real = tracer_module.display
+
+    def broken(value):
+        if isinstance(value, list):
+            raise RuntimeError("tracer bug")
+        return real(value)
+
+    monkeypatch.setattr(tracer_module, "display", broken)
+    mod = load(tmp_path, """
+        def f(n):
+            total = 0
+            items = []
+            for i in range(n):
+                items.append(i)
+                total += i
+            return total
+    """)
+    trace, result, error = trace_call(tmp_path, mod.f, 5)
+    assert error is None and result == 10
+    assert trace.header["tracer_error"] == "RuntimeError: tracer bug"
+    assert trace.steps < 5
