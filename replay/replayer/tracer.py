@@ -273,6 +273,32 @@ def display(value: Any) -> Any:
         return ["?", f"{cls.__module__}:{cls.__qualname__}", "<unreadable>", type(exc).__name__]
 
 
+def _chunk_columns_py(steps: list[tuple[int, int, int, int, int, int]], exception_kind: int) -> tuple[Any, ...]:
+    """What :meth:`TraceRecorder.flush` needs from a chunk's steps, in one tuple (the pure-Python
+    twin of ``_fastline.chunk_columns``, which documents the shape)."""
+    kinds, cids, lines, serials, depths, threads = zip(*steps, strict=False)
+    hits: list[int] = []
+    for (serial, kind, line), n in Counter(zip(serials, kinds, lines, strict=False)).items():
+        hits += (serial, kind << 24 | line, n)
+    return (array("B", kinds).tobytes(), array("I", cids).tobytes(), array("I", lines).tobytes(),
+            array("I", serials).tobytes(), array("I", depths).tobytes(), array("I", threads).tobytes(),
+            hits, sorted(set(cids)), sorted(c << 24 | ln for c, ln in set(zip(cids, lines, strict=True))),
+            kinds.count(exception_kind), min(depths), max(depths))
+
+
+def _fast_chunk_columns() -> Any:
+    if os.environ.get("REPLAY_PURE_TRACER") == "1":
+        return _chunk_columns_py
+    try:
+        from replay.replayer._fastline import chunk_columns
+    except ImportError:
+        return _chunk_columns_py
+    return chunk_columns
+
+
+_chunk_columns: Any = _fast_chunk_columns()
+
+
 _RETURN_OPS: Final = frozenset(dis.opmap[n] for n in ("RETURN_VALUE", "RETURN_CONST", "YIELD_VALUE") if n in dis.opmap)
 
 
@@ -530,32 +556,21 @@ class TraceRecorder:
             return
         first = self.base
         count = len(steps)
-        kinds, cids, lines, serials, depths, threads = zip(*steps, strict=False)
+        (kind, code, line, frame, depth, thread, hits, code_ids, code_lines, exceptions, low,
+         high) = _chunk_columns(steps, EXCEPTION)
         changes = self.changes  # packed now (msgpack writes tuples as arrays), cleared below
         record = {
-            "first": first,
-            "n": count,
-            "kind": array("B", kinds).tobytes(),
-            "code": array("I", cids).tobytes(),
-            "line": array("I", lines).tobytes(),
-            "frame": array("I", serials).tobytes(),
-            "depth": array("I", depths).tobytes(),
-            "thread": array("I", threads).tobytes(),
-            "changes": changes,
-            "keyframe": self._next_keyframe,
+            "first": first, "n": count, "kind": kind, "code": code, "line": line, "frame": frame,
+            "depth": depth, "thread": thread, "changes": changes, "keyframe": self._next_keyframe,
         }
-        pairs = Counter(zip(serials, kinds, lines, strict=False))
         live = self.live
-        for (serial, kind, line), hits in pairs.items():
+        it = iter(hits)
+        for serial, key, n in zip(it, it, it, strict=True):
             act = live.get(serial)
             if act is not None:
-                key = kind << 24 | line
-                act.hits[key] = act.hits.get(key, 0) + hits
-        summary = [first, count, sorted(set(cids)),
-                   # every (code, line) pair stepped: a superset of the line steps' keys, cheap to build
-                   sorted(c << 24 | ln for c, ln in set(zip(cids, lines, strict=True))),
-                   kinds.count(EXCEPTION), sorted({c[2] for c in self.changes}),
-                   min(depths), max(depths)]
+                act.hits[key] = act.hits.get(key, 0) + n
+        # code_lines: every (code, line) pair stepped: a superset of the line steps' keys
+        summary = [first, count, code_ids, code_lines, exceptions, sorted({c[2] for c in changes}), low, high]
         self._writer.append(TraceSection.STEPS, record)
         self._writer.append(TraceSection.CHUNKS, summary)
         self.base += count
@@ -702,10 +717,27 @@ class SettraceTracer:
         return library
 
 
+def _fast_line_tracer() -> Any:
+    """The C twin of :func:`line_tracer`'s closure (``replay.replayer._fastline``, an optional
+    extension), or None when it is not built or ``REPLAY_PURE_TRACER=1`` (tests, benchmarks)."""
+    if os.environ.get("REPLAY_PURE_TRACER") == "1":
+        return None
+    try:
+        from replay.replayer._fastline import LocalTracer
+    except ImportError:
+        return None
+    return LocalTracer
+
+
+_LocalTracer: Any = _fast_line_tracer()
+
+
 def line_tracer(rec: TraceRecorder, ts: _Thread, act: Activation) -> Any:
     """The local trace function of one traced frame (``frame.f_trace``): records its line,
     return and exception steps. The monitoring backend calls it for LINE events too. This
-    is the hot path: the common case is inlined."""
+    is the hot path: the common case is inlined (and done in C when the extension is built)."""
+    if _LocalTracer is not None:
+        return _LocalTracer(rec, ts, act, display, _IMMUTABLE, CHUNK_STEPS)
     steps = rec.steps
     append = steps.append
     effects = act.code.effects

@@ -1,0 +1,210 @@
+"""The trace recorder's per-line hot path: the Python ``local`` closure of
+``tracer.line_tracer`` against the C ``LocalTracer`` (``replay.replayer._fastline``) and a
+no-op ``sys.settrace`` tracer.
+
+Issue 5's target is at least 1,000,000 line events/s for application code. This isolates the
+settrace backend from the replay machinery: three programs run in this process with
+``runpy.run_path``: ``hot.py`` (below: an arithmetic loop of ints and floats, the line hot
+path alone) and ``benchmarks/trace_programs/loops.py`` and ``calls.py`` (the loop-heavy and
+call-heavy programs ``bench_trace.py`` replays). Each is traced under
+
+* ``noop``: a ``sys.settrace`` function that returns itself on every event and records
+  nothing (``tracer.NoopTracer``); it traces library code too, so its figure is the speed at
+  which a do-nothing tracer gets through the same work, in the real trace's steps;
+* ``python``: ``SettraceTracer`` as with ``REPLAY_PURE_TRACER=1``: the pure-Python closure
+  (and, when tracer.py has it, the pure-Python chunk columns);
+* ``c``: ``SettraceTracer`` with ``_fastline.LocalTracer`` as every in-scope frame's trace
+  function (patched in, so this works before and after tracer.py uses it by itself), the
+  rest as tracer.py does by default;
+
+each writing a real trace file (a fresh ``TraceRecorder`` per run, in a temporary directory).
+Printed per program and mode: the median steps/s over ``--repeats`` runs (wall time from
+``start()`` to ``stop()``; closing the file is not in it), the share of that time spent in
+``TraceRecorder.flush`` (writing chunks) and, with ``--split``, in ``tracer.display``
+(encoding values other than ints and floats; timing it adds a little overhead), and the
+steps/s without them: what is left is the tracer itself (CPython's trampoline, reading
+``f_locals``, the step and change bookkeeping, call and return events in Python). Each
+repeat checks that the C run's trace file is byte-identical to the Python run's.
+
+Usage: ``python benchmarks/bench_tracer_hotpath.py [--hot N] [--loops N] [--calls N]
+[--repeats R] [--split] [--quick]``. ``--quick``: a quarter of each N and 3 repeats. Figures
+are wall-clock on this machine and move with its load (printed before and after); the modes
+alternate within each repeat, so load drifts hit them alike. The collector stays on, as in
+a replay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import runpy
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from replay.replayer import tracer
+
+try:
+    from replay.replayer import _fastline  # type: ignore[attr-defined]
+except ImportError:  # not built: only the Python and no-op rows
+    _fastline = None  # type: ignore[assignment]
+
+PROGRAMS = Path(__file__).resolve().parent / "trace_programs"
+
+
+def _c_line_tracer(rec: tracer.TraceRecorder, ts: Any, act: Any) -> Any:
+    return _fastline.LocalTracer(rec, ts, act, tracer.display, tracer._IMMUTABLE, tracer.CHUNK_STEPS)
+
+
+class _Noop:
+    """``sys.settrace`` function returning itself (``tracer.NoopTracer`` when it exists)."""
+
+    def __init__(self, rec: tracer.TraceRecorder):
+        self.rec = rec
+
+    def _trace(self, frame: Any, event: str, arg: Any) -> Any:
+        return self._trace
+
+    def start(self) -> None:
+        sys.settrace(self._trace)
+
+    def stop(self) -> None:
+        sys.settrace(None)
+
+
+def run_once(program: Path, n: int, mode: str, out: str, split: bool = False) -> dict[str, float]:
+    """Trace ``program n`` once: steps recorded, wall seconds, seconds in flush and (``split``)
+    in ``display``."""
+    rec = tracer.TraceRecorder(out, tracer.Scope([str(program.parent)]))
+    spent = {"flush": 0.0, "display": 0.0}
+    real_flush, real_display = rec.flush, tracer.display
+
+    def timed_flush() -> None:
+        t0 = time.perf_counter()
+        real_flush()
+        spent["flush"] += time.perf_counter() - t0
+
+    def timed_display(value: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return real_display(value)
+        finally:
+            spent["display"] += time.perf_counter() - t0
+
+    rec.flush = timed_flush  # type: ignore[method-assign]
+    hooks = ("line_tracer", "_LocalTracer", "_chunk_columns", "display")
+    saved = {name: tracer.__dict__[name] for name in hooks if name in tracer.__dict__}
+    if mode == "c":
+        tracer.line_tracer = _c_line_tracer
+    else:  # tracer.py's pure mode (REPLAY_PURE_TRACER=1), for the hooks it has
+        tracer._LocalTracer = None  # type: ignore[attr-defined]
+        if hasattr(tracer, "_chunk_columns_py"):
+            tracer._chunk_columns = tracer._chunk_columns_py  # type: ignore[attr-defined]
+    if split:
+        tracer.display = timed_display
+    try:
+        tr: Any = getattr(tracer, "NoopTracer", _Noop)(rec) if mode == "noop" else tracer.SettraceTracer(rec)
+        sys.argv = [str(program), str(n)]
+        with contextlib.redirect_stdout(io.StringIO()):
+            t0 = time.perf_counter()
+            tr.start()
+            try:
+                runpy.run_path(str(program), run_name="__main__")
+            finally:
+                tr.stop()
+            wall = time.perf_counter() - t0
+    finally:
+        for name in hooks:
+            if name in saved:
+                setattr(tracer, name, saved[name])
+            else:
+                tracer.__dict__.pop(name, None)
+    rec.close()
+    return {"steps": rec.base, "wall": wall, **spent}
+
+
+HOT = """
+import sys
+
+
+def arithmetic(n):
+    total = 0
+    scale = 0.5
+    for i in range(n):
+        x = i * 3 + 1
+        if x % 7 == 0:
+            total -= x // 7
+        total += x % 97
+        scale = scale * 0.999 + 1.0
+    return total, scale
+
+
+if __name__ == "__main__":
+    print(arithmetic(int(sys.argv[1])))
+"""
+
+
+def bench(program: Path, n: int, repeats: int, work: str, split: bool) -> None:
+    modes = ["noop", "python"] + (["c"] if _fastline is not None else [])
+    with contextlib.redirect_stdout(io.StringIO()):
+        sys.argv = [str(program), str(n)]
+        runpy.run_path(str(program), run_name="__main__")  # warm imports and caches, untraced
+    runs: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
+    same = "-"
+    for _ in range(repeats):
+        for mode in modes:
+            runs[mode].append(run_once(program, n, mode, os.path.join(work, f"{mode}.rtrace"), split))
+        if "c" in modes:
+            identical = Path(work, "python.rtrace").read_bytes() == Path(work, "c.rtrace").read_bytes()
+            same = "yes" if identical and same in ("-", "yes") else "NO"
+    steps = int(runs["python"][0]["steps"])
+    print(f"\n{program.name} {n}: {steps:,} steps")
+    rest = "w/o flush+display/s" if split else "w/o flush/s"
+    print(f"  {'mode':8} {'steps/s':>12} {'x python':>9} {'flush %':>8}"
+          + (f" {'display %':>9}" if split else "") + f" {rest:>20}")
+    base = statistics.median(r["wall"] for r in runs["python"])
+    for mode in modes:
+        wall = statistics.median(r["wall"] for r in runs[mode])
+        flush = statistics.median(r["flush"] for r in runs[mode])
+        shown = statistics.median(r["display"] for r in runs[mode])
+        line = f"  {mode:8} {steps / wall:12,.0f} {base / wall:9.2f}"
+        if mode == "noop":
+            line += f" {'-':>8}" + (f" {'-':>9}" if split else "") + f" {'-':>20}"
+        else:
+            line += f" {100 * flush / wall:7.0f}%" + (f" {100 * shown / wall:8.0f}%" if split else "")
+            line += f" {steps / (wall - flush - shown):20,.0f}"
+        print(line)
+    if "c" in modes:
+        print(f"  C trace byte-identical to the Python trace: {same}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hot", type=int, default=100_000, help="N for the arithmetic loop (5 steps per unit)")
+    parser.add_argument("--loops", type=int, default=60_000, help="N for loops.py (about 8 steps per unit)")
+    parser.add_argument("--calls", type=int, default=10_000, help="N for calls.py (about 30 steps per unit)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--split", action="store_true", help="also time display() (adds a little overhead)")
+    parser.add_argument("--quick", action="store_true", help="a quarter of each N, 3 repeats")
+    args = parser.parse_args()
+    if args.quick:
+        args.hot, args.loops, args.calls, args.repeats = 25_000, 15_000, 2_500, 3
+    print(f"Python {sys.version.split()[0]}, C extension: {'built' if _fastline else 'NOT BUILT'}; "
+          f"load {os.getloadavg()[0]:.2f}")
+    with tempfile.TemporaryDirectory() as work:
+        hot = Path(work, "app", "hot.py")
+        hot.parent.mkdir()
+        hot.write_text(HOT)
+        bench(hot, args.hot, args.repeats, work, args.split)
+        bench(PROGRAMS / "loops.py", args.loops, args.repeats, work, args.split)
+        bench(PROGRAMS / "calls.py", args.calls, args.repeats, work, args.split)
+    print(f"\nload after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
