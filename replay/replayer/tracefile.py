@@ -163,7 +163,7 @@ class _Block:
             setattr(self, name, col)
 
 
-_POSITION: Final = re.compile(r"^(?P<strand>[0-9.]+):(?P<path>[^@]+)@(?P<line>\d+)#(?P<hit>\d+)(?::(?P<kind>call|return|exception))?$")
+_POSITION: Final = re.compile(r"^(?P<strand>[0-9A-Za-z._-]+):(?P<path>[^@]+)@(?P<line>\d+)#(?P<hit>\d+)(?::(?P<kind>call|return|exception))?$")
 
 
 class TraceFile:

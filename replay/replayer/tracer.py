@@ -406,7 +406,11 @@ class TraceRecorder:
         if ts is None:
             with self._lock:
                 ts = self._threads[ident] = _Thread(len(self._threads))
-                self._thread_records.append([ts.index, STRAND.get()])
+                strand = STRAND.get()
+                if any(r[1] == strand for r in self._thread_records):
+                    # threads outside a replay session share the strand "0": keep positions unique
+                    strand = f"{strand}-t{ts.index}"
+                self._thread_records.append([ts.index, strand])
         return ts
 
     # ------------------------------------------------------------- events
