@@ -13,8 +13,9 @@ directory, then its snapshot is replayed in three ways, each ``--repeats`` times
   itself on every event and records nothing (the reference);
 * ``traced``: ``regenerate(..., backend="auto")``, the real tracer (``settrace`` on 3.11,
   ``monitoring`` on 3.12+), writing the trace file. When ``replay/replayer/tracer.py``
-  mentions ``REPLAY_PURE_TRACER`` (a C fast path exists), a ``traced-pure`` row repeats it
-  with ``REPLAY_PURE_TRACER=1``.
+  mentions ``REPLAY_PURE_TRACER`` (the C fast path ``replay.replayer._fastline`` can be
+  switched off), a ``traced-pure`` row repeats it with ``REPLAY_PURE_TRACER=1``: ``traced``
+  uses the C fast path when it is built (the first line says whether it is).
 
 Times are ``outcome["duration_ns"]`` of the replay: the wall time of the replayed call alone
 (process start, snapshot loading and writing the trace's tables are not in it). ``steps`` is
@@ -559,8 +560,14 @@ def run(args: argparse.Namespace, chosen: list[Program], work: str) -> None:
     os.makedirs(world, exist_ok=True)
     make_world(world)
     only = "" if len(variants) > 1 else " (tracer.py has no REPLAY_PURE_TRACER switch)"
+    try:
+        import replay.replayer._fastline  # noqa: F401
+        fast = "built"
+    except ImportError:
+        fast = "not built: traced is the pure Python tracer"
     print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, load average before the run "
-          f"{os.getloadavg()[0]:.2f}; tracer variants: {', '.join(v for v, _ in variants)}{only}")
+          f"{os.getloadavg()[0]:.2f}; tracer variants: {', '.join(v for v, _ in variants)}{only}; "
+          f"C fast path (replay.replayer._fastline): {fast}")
     print(f"medians of {args.repeats} replays per mode (the long program: 1 traced replay); "
           "ms: the replayed call's wall time; RSS: peak RSS of the replay process; "
           "CPU s: its whole CPU time")
@@ -637,7 +644,7 @@ def print_summary(results: list[tuple[Program, dict[str, Figures]]], timings: li
             if not mode.startswith("traced"):
                 continue
             noop, base = figs["noop"], figs["untraced"]
-            label = prog.name if mode == "traced" else f"  ({mode})"
+            label = prog.name if mode == "traced" else f"  ({mode.removeprefix('traced-')})"
             if f.error or noop.error or base.error:
                 print(f"{label:13} {prog.origin:44} not measured")
                 continue
