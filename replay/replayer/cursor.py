@@ -20,7 +20,7 @@ from typing import Any
 from replay.errors import UsageError
 from replay.replayer.expr import ExprError, Expression, show
 from replay.replayer.tracefile import DELETED, State, Step, TraceFile
-from replay.replayer.tracer import EXCEPTION, LINE, RETURN
+from replay.replayer.tracer import EXCEPTION, EXCEPTION_NAME, LINE, RETURN, RETURN_NAME
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,8 +167,11 @@ class TraceCursor:
     def goto_exception(self) -> Step:
         """Go to where the exception that ended the run was raised; else the last exception.
 
-        The escaping exception's steps are a run ``exception, return, exception, return, ...``
-        from the raising frame out to the entry point; this goes to the innermost one.
+        From the last exception step, while the step before it on its thread is the return
+        of a callee that unwound (a return step without ``<return>``), go to that callee's
+        last exception step with the same ``<exception>`` value. This follows the exception
+        through ``finally`` blocks, ``__exit__`` calls and handlers that re-raise it, whose
+        steps come between a callee's exception step and its return.
 
         Raises:
             UsageError: no exception was raised in the trace.
@@ -188,17 +191,27 @@ class TraceCursor:
         if last is None:
             raise UsageError("no exception was raised in this trace")
         n = last
-        i = last - 1
-        while i >= 0:
-            step = trace.step(i)
-            if step.kind == "return" and step.depth > trace.step(n).depth:
-                i -= 1
-                continue
-            if step.kind == "exception" and step.depth > trace.step(n).depth:
-                n = i
-                i -= 1
-                continue
-            break
+        while True:
+            here = trace.step(n)
+            exc = dict(trace.changes(n)).get(EXCEPTION_NAME)
+            prev = next((i for i, *_ in self._scan(n - 1, True, here.thread)), None)
+            if prev is None:
+                break
+            callee = trace.step(prev)
+            unwound = callee.kind == "return" and all(name != RETURN_NAME for name, _ in trace.changes(prev))
+            if not unwound or callee.depth != here.depth + 1:
+                break  # raised here, not passed on by a callee
+            call = trace.activation(callee.frame).call_step
+            raised = None
+            for i, _depth, frame, kind in self._scan(prev - 1, True, here.thread):
+                if i < call:
+                    break
+                if frame == callee.frame and kind == EXCEPTION and dict(trace.changes(i)).get(EXCEPTION_NAME) == exc:
+                    raised = i
+                    break
+            if raised is None:
+                break
+            n = raised
         return self.goto(n)
 
     # ------------------------------------------------------------- steps
@@ -441,6 +454,9 @@ class TraceCursor:
         for j in range(n - ck.first - 1, -1, -1):
             if ck.frame[j] == serial and ck.kind[j] != RETURN:
                 return int(ck.line[j])
+        for frame, line, _locals, _hits in ck.keyframe:  # its last step is in an earlier chunk
+            if frame == serial:
+                return int(line)
         return 0
 
     def search(self, text: str, *, limit: int = 100, progress: Callable[[int], None] | None = None) -> list[Match]:

@@ -251,12 +251,13 @@ class Activation:
 
 
 class _Thread:
-    __slots__ = ("index", "stack", "roots")
+    __slots__ = ("index", "stack", "roots", "strand")
 
-    def __init__(self, index: int):
+    def __init__(self, index: int, strand: str):
         self.index = index
         self.stack: list[Activation] = []
         self.roots: dict[str, int] = {}
+        self.strand = strand  # STRAND of its root calls (its record may add "-tN" to it)
 
 
 def display(value: Any) -> Any:
@@ -405,13 +406,34 @@ class TraceRecorder:
         ts = self._threads.get(ident)
         if ts is None:
             with self._lock:
-                ts = self._threads[ident] = _Thread(len(self._threads))
                 strand = STRAND.get()
-                if any(r[1] == strand for r in self._thread_records):
-                    # threads outside a replay session share the strand "0": keep positions unique
-                    strand = f"{strand}-t{ts.index}"
-                self._thread_records.append([ts.index, strand])
+                ts = self._threads[ident] = _Thread(len(self._thread_records), strand)
+                self._thread_records.append([ts.index, self._strand_name(strand, ts.index)])
         return ts
+
+    def _strand_name(self, strand: str, index: int) -> str:
+        """The strand name of trace thread ``index``: threads outside a replay session share
+        the strand "0"; a suffix keeps positions unique."""
+        if any(r[1] == strand and r[0] != index for r in self._thread_records):
+            return f"{strand}-t{index}"
+        return strand
+
+    def _root_strand(self, ts: _Thread) -> None:
+        """A root call starts on ``ts``: its strand names the thread. A thread's first call
+        (``threading``'s bootstrap) comes before the replay sets its strand; and an OS thread
+        that ran another strand's calls before (a reused ident, a pool worker) becomes a new
+        trace thread, so that positions name the strand that ran."""
+        strand = STRAND.get()
+        if strand == ts.strand:
+            return
+        with self._lock:
+            if ts.roots:
+                ts.index = len(self._thread_records)
+                ts.roots = {}
+                self._thread_records.append([ts.index, self._strand_name(strand, ts.index)])
+            else:
+                self._thread_records[ts.index][1] = self._strand_name(strand, ts.index)
+            ts.strand = strand
 
     # ------------------------------------------------------------- events
 
@@ -425,6 +447,8 @@ class TraceRecorder:
             kids = parent.kids
             parent_serial = parent.serial
         else:
+            if STRAND.get() != ts.strand:
+                self._root_strand(ts)
             kids = ts.roots
             parent_serial = -1
         nth = kids.get(info.qualname, 0) + 1
@@ -532,7 +556,10 @@ class TraceRecorder:
             self.flush()
 
     def link(self, tape_index: int) -> None:
-        """The interaction ``tape_index`` was served during this thread's current step."""
+        """The interaction ``tape_index`` was served during this thread's current step (none
+        once tracing stopped: the step that made it is not in the trace)."""
+        if self.stopped:
+            return
         ts = self._threads.get(threading.get_ident())
         n = self.base + len(self.steps) - 1
         if ts is not None:
@@ -637,6 +664,8 @@ class TraceRecorder:
         w.write_section(TraceSection.THREADS, self._thread_records)
         w.write_section(TraceSection.LINKS, [list(x) for x in self.links if x[0] < self.base])
         total = len(self._act_code)
+        while total and self._act_call[total - 1] >= self.base:  # calls in the steps a cut dropped
+            total -= 1
         for serial in range(total):  # calls still running when the trace ended (or was cut)
             if self._act_end[serial] >= self.base:
                 self._act_end[serial] = -1
@@ -697,12 +726,18 @@ class SettraceTracer:
     def _global(self, frame: FrameType, event: str, arg: Any) -> Any:
         rec = self.rec
         if rec.stopped:
+            if frame.f_trace is not None:  # a resumed generator: see below
+                frame.f_trace = None
             return None
         info = rec.codes.get(frame.f_code) or rec.code(frame.f_code)
         ts = rec.thread()
         if not info.in_scope:
             stack = ts.stack
             if not info.lib or not stack or frame.f_back is not stack[-1].frame or not stack[-1].code.in_scope:
+                # Returning None leaves f_trace as it was: a generator resumed here would
+                # still report to the tracer of its last traced activation (a second return).
+                if frame.f_trace is not None:
+                    frame.f_trace = None
                 return None
             act = rec.push(ts, info, frame)
             frame.f_trace_lines = False
