@@ -406,33 +406,49 @@ class TraceCursor:
                         value = self._value(expr, scope)
                         if value is not None:
                             last[serial] = value
-            for n in sorted(ck.changes):
-                touched = set()
-                for change in ck.changes[n]:
-                    if change[2] not in names:
-                        continue
-                    scope = scopes.setdefault(change[1], {})
-                    if len(change) > 3:
-                        scope[change[2]] = change[3]
-                    else:
-                        scope.pop(change[2], None)
-                    touched.add(change[1])
-                for serial in touched:
-                    if not self._wanted(serial, function):
-                        continue
-                    value = self._value(expr, scopes[serial])
-                    if value is None or value == last.get(serial):
-                        continue
-                    old = last.get(serial)
-                    last[serial] = value
-                    act = trace.activation(serial)
-                    line = self._previous_line(ck, n, serial)
-                    out.append(Change(n, serial, act.code.qualname, old, value, line))
-                    if len(out) >= limit:
+            c_name, c_frame, c_step = ck.c_name, ck.c_frame, ck.c_step
+            at = -1
+            touched: set[int] = set()
+            for c in range(len(c_name)):
+                name = c_name[c]
+                if name not in names:
+                    continue
+                if c_step[c] != at:
+                    if touched and self._settle(expr, ck, ck.first + at, touched, scopes, last, function, out, limit):
                         return out
+                    at = c_step[c]
+                    touched = set()
+                serial = c_frame[c]
+                scope = scopes.setdefault(serial, {})
+                node = ck.node(c)
+                if node is DELETED:
+                    scope.pop(name, None)
+                else:
+                    scope[name] = node
+                touched.add(serial)
+            if touched and self._settle(expr, ck, ck.first + at, touched, scopes, last, function, out, limit):
+                return out
             if progress is not None:
                 progress(ck.first + ck.n)
         return out
+
+    def _settle(self, expr: Expression, ck: Any, n: int, touched: set[int], scopes: dict[int, dict[str, Any]],
+                last: dict[int, str], function: str | None, out: list[Change], limit: int) -> bool:
+        """Record the changes of the expression's value that step ``n`` made in the frames
+        ``touched``; True when ``out`` reached ``limit``."""
+        for serial in sorted(touched):
+            if not self._wanted(serial, function):
+                continue
+            value = self._value(expr, scopes[serial])
+            if value is None or value == last.get(serial):
+                continue
+            old = last.get(serial)
+            last[serial] = value
+            act = self.trace.activation(serial)
+            out.append(Change(n, serial, act.code.qualname, old, value, self._previous_line(ck, n, serial)))
+            if len(out) >= limit:
+                return True
+        return False
 
     def _wanted(self, serial: int, function: str | None) -> bool:
         if function is None:
@@ -474,22 +490,22 @@ class TraceCursor:
         trace = self.trace
         for k in range(len(trace.summaries)):
             ck = trace.chunk(k)
-            for n in sorted(ck.changes):
-                for change in ck.changes[n]:
-                    if len(change) < 4:
-                        continue
-                    node = change[3]
-                    if isinstance(node, str):
-                        found = text in node
-                    elif isinstance(node, int | float) and not isinstance(node, bool):
-                        found = text in repr(node)
-                    else:
-                        found = text in render(node, width=10_000)
-                    if found:
-                        out.append(Match(n, change[1], trace.activation(change[1]).code.qualname, change[2],
-                                         render(node, width=200)))
-                        if len(out) >= limit:
-                            return out
+            nodes = ck.nodes()
+            for c, node in enumerate(nodes):
+                if node is DELETED:
+                    continue
+                if isinstance(node, str):
+                    found = text in node
+                elif isinstance(node, int | float) and not isinstance(node, bool):
+                    found = text in repr(node)
+                else:
+                    found = text in render(node, width=10_000)
+                if found:
+                    serial = ck.c_frame[c]
+                    out.append(Match(ck.first + ck.c_step[c], serial, trace.activation(serial).code.qualname,
+                                     ck.c_name[c], render(node, width=200)))
+                    if len(out) >= limit:
+                        return out
             if progress is not None:
                 progress(ck.first + ck.n)
         return out

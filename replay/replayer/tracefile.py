@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from replay.errors import CorruptSnapshotError, UsageError
 from replay.replayer.tracer import CALL, EXCEPTION, KIND_NAMES, LINE, RETURN, TraceSection
-from replay.snapshot.format import DEFAULT_LIMITS, ReadLimits, Section
+from replay.snapshot.format import DEFAULT_LIMITS, ReadLimits, Section, msgpack_error, unpack_one, unpacker
 from replay.snapshot.reader import SnapshotFile
 
 _CHUNK_CACHE: Final = 16
@@ -138,10 +138,13 @@ class State:
 
 
 class _Chunk:
-    __slots__ = ("first", "n", "kind", "code", "line", "frame", "depth", "thread", "changes", "keyframe")
+    """One decoded chunk: step columns, change columns, and its nodes and keyframe, both
+    decoded only when asked for (most moves read columns only)."""
 
-    def __init__(self, first: int, n: int, cols: dict[str, array[int]], changes: dict[int, list[list[Any]]],
-                 keyframe: list[Any]):
+    __slots__ = ("first", "n", "kind", "code", "line", "frame", "depth", "thread", "c_step", "c_frame",
+                 "c_name", "deleted", "_nodes", "_offsets", "_keyframe_raw", "_keyframe", "_path", "_limits")
+
+    def __init__(self, first: int, n: int, cols: dict[str, array[int]], path: str, limits: ReadLimits):
         self.first = first
         self.n = n
         self.kind = cols["kind"]
@@ -150,17 +153,83 @@ class _Chunk:
         self.frame = cols["frame"]
         self.depth = cols["depth"]
         self.thread = cols["thread"]
-        self.changes = changes
-        self.keyframe = keyframe
+        self.c_step: array[int] = array("I")  # step of each change, relative to first, ascending
+        self.c_frame: array[int] = array("I")
+        self.c_name: list[str] = []
+        self.deleted: frozenset[int] = frozenset()
+        self._nodes: bytes | list[Any] = b""  # packed list (format 2) or decoded (format 1)
+        self._offsets: array[int] | None = None
+        self._keyframe_raw: bytes | None = None
+        self._keyframe: list[Any] | None = None
+        self._path = path
+        self._limits = limits
+
+    def change_range(self, lo: int, hi: int) -> range:
+        """Indexes of the changes made by the chunk's steps ``lo`` to ``hi`` (relative, inclusive)."""
+        return range(bisect.bisect_left(self.c_step, lo), bisect.bisect_right(self.c_step, hi))
+
+    def node(self, i: int) -> Any:
+        """The node of change ``i`` (:data:`DELETED` for a deletion)."""
+        if i in self.deleted:
+            return DELETED
+        if isinstance(self._nodes, list):
+            return self._nodes[i]
+        offsets = self._offsets
+        if offsets is None:
+            offsets = self._offsets = self._node_offsets()
+        return unpack_one(self._path, memoryview(self._nodes)[offsets[i]:offsets[i + 1]], 0, "trace node",
+                          self._limits)
+
+    def nodes(self) -> list[Any]:
+        """Every change's node, in change order (:data:`DELETED` for deletions)."""
+        if isinstance(self._nodes, list):
+            nodes = list(self._nodes)
+        else:
+            nodes = unpack_one(self._path, self._nodes, 0, "trace nodes", self._limits)
+            if not isinstance(nodes, list) or len(nodes) != len(self.c_name):
+                raise CorruptSnapshotError(self._path, "trace chunk nodes do not match its changes", offset=0)
+        for i in self.deleted:
+            nodes[i] = DELETED
+        return nodes
+
+    def _node_offsets(self) -> array[int]:
+        raw = self._nodes
+        assert isinstance(raw, bytes)
+        u = unpacker(len(raw), self._limits)
+        u.feed(raw)
+        try:
+            count = u.read_array_header()
+            offsets = array("Q", [u.tell()])
+            for _ in range(count):
+                u.skip()
+                offsets.append(u.tell())
+        except Exception as exc:  # msgpack raises several unrelated types
+            raise msgpack_error(self._path, "trace nodes", exc, 0) from exc
+        if count != len(self.c_name) or offsets[-1] != len(raw):
+            raise CorruptSnapshotError(self._path, "trace chunk nodes do not match its changes", offset=0)
+        return offsets
+
+    @property
+    def keyframe(self) -> list[Any]:
+        """The live frames at the chunk's first step: ``[serial, line, [name, node, ...],
+        [kind << 24 | line, hits, ...]]`` each."""
+        if self._keyframe is None:
+            got = unpack_one(self._path, self._keyframe_raw or b"\x90", 0, "trace keyframe", self._limits)
+            if not isinstance(got, list) or not all(isinstance(f, list) and len(f) == 4 for f in got):
+                raise CorruptSnapshotError(self._path, "malformed trace keyframe", offset=0)
+            self._keyframe = got
+            self._keyframe_raw = None
+        return self._keyframe
 
 
 class _Block:
-    __slots__ = ("first", "code", "parent", "call", "end", "depth", "thread", "nth")
+    __slots__ = ("first", "code", "parent", "call", "end", "depth", "thread", "nth", "parent_bytes")
 
     def __init__(self, first: int, cols: dict[str, array[int]]):
         self.first = first
         for name, col in cols.items():
             setattr(self, name, col)
+        self.parent_bytes = cols["parent"].tobytes()  # native order: searched by _child
 
 
 _POSITION: Final = re.compile(r"^(?P<strand>[0-9A-Za-z._-]+):(?P<path>[^@]+)@(?P<line>\d+)#(?P<hit>\d+)(?::(?P<kind>call|return|exception))?$")
@@ -266,13 +335,27 @@ class TraceFile:
                 "depth": self._array("I", record["depth"], n, "depth"),
                 "thread": self._array("I", record["thread"], n, "thread"),
             }
-            changes: dict[int, list[list[Any]]] = {}
-            for change in record["changes"]:
-                changes.setdefault(int(change[0]), []).append(change)
-            keyframe = list(record["keyframe"])
-        except (TypeError, KeyError, ValueError) as exc:
+            got = _Chunk(first, n, cols, self.path, self._file.limits)
+            if "c_step" in record:  # trace format 2
+                got.c_step = self._array("I", record["c_step"], len(record["c_name"]), "c_step")
+                got.c_frame = self._array("I", record["c_frame"], len(record["c_name"]), "c_frame")
+                got.c_name = record["c_name"]
+                got.deleted = frozenset(int(i) for i in record["c_deleted"])
+                got._nodes = bytes(record["c_nodes"])
+                got._keyframe_raw = bytes(record["keyframe"])
+                if not all(isinstance(x, str) for x in got.c_name) or any(
+                        a > b for a, b in zip(got.c_step, got.c_step[1:], strict=False)):
+                    raise ValueError("change names or steps")
+            else:  # trace format 1: a list of [step, serial, name(, node)]
+                changes = sorted(record["changes"], key=lambda c: int(c[0]))
+                got.c_step = array("I", [int(c[0]) - first for c in changes])
+                got.c_frame = array("I", [int(c[1]) for c in changes])
+                got.c_name = [str(c[2]) for c in changes]
+                got.deleted = frozenset(i for i, c in enumerate(changes) if len(c) < 4)
+                got._nodes = [c[3] if len(c) > 3 else None for c in changes]
+                got._keyframe = list(record["keyframe"])
+        except (TypeError, KeyError, ValueError, IndexError) as exc:
             raise CorruptSnapshotError(self.path, f"malformed trace chunk {k}: {exc}", offset=0) from exc
-        got = _Chunk(first, n, cols, changes, keyframe)
         self._chunks[k] = got
         if len(self._chunks) > _CHUNK_CACHE:
             self._chunks.popitem(last=False)
@@ -371,61 +454,76 @@ class TraceFile:
         """What step ``n`` changed: ``(name, node)`` pairs; a deleted name has node ``DELETED``."""
         n = self._check(n)
         ck = self.chunk(self.chunk_index(n))
-        return [(c[2], c[3] if len(c) > 3 else DELETED) for c in ck.changes.get(n, ())]
+        return [(ck.c_name[c], ck.node(c)) for c in ck.change_range(n - ck.first, n - ck.first)]
 
     # ----------------------------------------------------------------- state
 
     def state(self, n: int) -> State:
         """The state at step ``n``: its thread's call stack with each frame's locals.
 
-        Cost: decodes at most one chunk and walks at most its steps.
+        The stack is the step's activation and its callers (the activation table). Each
+        frame's locals are the chunk's keyframe plus the chunk's changes up to ``n``; only the
+        nodes that end up shown are decoded. Cost: one chunk's columns, at most one pass over
+        them, whatever the trace's length.
         """
         n = self._check(n)
         ck = self.chunk(self.chunk_index(n))
         i = n - ck.first
-        thread = ck.thread[i]
+        own = ck.frame[i]
+        path = self._path(own)
+        live = {f[0]: f for f in ck.keyframe}
         frames: list[FrameState] = []
-        hits: dict[int, dict[int, int]] = {}
-        for serial, line, flat, counts in ck.keyframe:
-            act = self.activation(serial)
-            if act.thread != thread:
-                continue
-            frames.append(FrameState(serial, act.code, line, dict(zip(flat[::2], flat[1::2], strict=False))))
-            hits[serial] = dict(zip(counts[::2], counts[1::2], strict=False))
-        kinds, codes, lines, serials, depths, threads = ck.kind, ck.code, ck.line, ck.frame, ck.depth, ck.thread
-        changes = ck.changes
-        for j in range(i + 1):
-            if threads[j] != thread:
-                continue
-            d, s = depths[j], serials[j]
-            if len(frames) > d and frames[d].serial == s:
-                del frames[d + 1:]
-                fs = frames[d]
+        by_serial: dict[int, FrameState] = {}
+        for act in path:
+            kf = live.get(act.serial)
+            if kf is not None and act.call_step < ck.first:
+                flat = kf[2]
+                fs = FrameState(act.serial, act.code, int(kf[1]), dict(zip(flat[::2], flat[1::2], strict=False)))
             else:
-                del frames[d:]
-                fs = FrameState(s, self.codes[codes[j]], lines[j], {})
-                frames.append(fs)
-                hits[s] = {}
-            fs.line = lines[j]
-            key = kinds[j] << 24 | lines[j]
-            h = hits.setdefault(s, {})
-            h[key] = h.get(key, 0) + 1
-            for change in changes.get(ck.first + j, ()):
-                name = change[2]
-                if name[:1] == "<" and j != i:  # <return>, <exception>: shown at their own step only
+                fs = FrameState(act.serial, act.code, act.code.firstlineno, {})
+            frames.append(fs)
+            by_serial[act.serial] = fs
+        # each caller's line: its last step up to n (the call it is in)
+        waiting = {a.serial for a in path[:-1] if a.call_step <= n}
+        fr, ln = ck.frame, ck.line
+        j = i - 1
+        while waiting and j >= 0:
+            s = fr[j]
+            if s in waiting:
+                by_serial[s].line = ln[j]
+                waiting.discard(s)
+            j -= 1
+        frames[-1].line = ln[i]
+        # each frame's locals: the last change of each name up to n (<return>, <exception>:
+        # at their own step only)
+        last: dict[tuple[int, str], int] = {}
+        c_frame, c_name, c_step = ck.c_frame, ck.c_name, ck.c_step
+        for c in range(ck.change_range(0, i).stop):
+            s = c_frame[c]
+            if s in by_serial:
+                name = c_name[c]
+                if name[:1] == "<" and c_step[c] != i:
                     continue
-                if len(change) > 3:
-                    fs.locals[name] = change[3]
-                else:
-                    fs.locals.pop(name, None)
-        own = frames[-1] if frames else None
-        if own is None or own.serial != serials[i]:  # a malformed keyframe: show the step's frame alone
-            own = FrameState(serials[i], self.codes[codes[i]], lines[i], {})
-            frames = [own]
-        own.changed = {c[2] for c in changes.get(n, ())}
-        step = Step(n, KIND_NAMES[kinds[i]], self.codes[codes[i]], lines[i], serials[i], depths[i], thread)
-        position = self._position(step, frames, hits.get(serials[i], {}).get(kinds[i] << 24 | lines[i], 1))
-        return State(step, frames, position)
+                last[s, name] = c
+        for (s, name), c in last.items():
+            node = ck.node(c)
+            if node is DELETED:
+                by_serial[s].locals.pop(name, None)
+            else:
+                by_serial[s].locals[name] = node
+        frames[-1].changed = {c_name[c] for c in ck.change_range(i, i)}
+        kinds = ck.kind
+        key = kinds[i] << 24 | ln[i]
+        hit = 0
+        kf = live.get(own)
+        if kf is not None:
+            counts = kf[3]
+            hit = next((int(v) for k, v in zip(counts[::2], counts[1::2], strict=False) if k == key), 0)
+        for j in range(i + 1):
+            if fr[j] == own and ln[j] == ln[i] and kinds[j] == kinds[i]:
+                hit += 1
+        step = Step(n, KIND_NAMES[kinds[i]], self.codes[ck.code[i]], ln[i], own, ck.depth[i], ck.thread[i])
+        return State(step, frames, self._position(step, hit))
 
     # ----------------------------------------------------------------- positions
 
@@ -438,7 +536,7 @@ class TraceFile:
         path.reverse()
         return path
 
-    def _position(self, step: Step, frames: list[FrameState], hit: int) -> str:
+    def _position(self, step: Step, hit: int) -> str:
         strand = self.threads.get(step.thread, str(step.thread))
         parts = [f"{a.code.qualname}#{a.nth}" for a in self._path(step.frame)]
         suffix = "" if step.kind == "line" else f":{step.kind}"
@@ -476,28 +574,67 @@ class TraceFile:
             if not name or not nth_text.isdigit():
                 raise UsageError(f"position {text}: {part!r} is not FUNC#N")
             parent = self._child(parent, thread, name, int(nth_text), text)
-        act = self.activation(parent)
+        return self._hit(parent, kind << 24 | line, hit, text)
+
+    def _hits_before(self, k: int, serial: int, key: int) -> int:
+        """How many times activation ``serial`` made step ``key`` before chunk ``k`` (keyframe)."""
+        for frame in self.chunk(k).keyframe:
+            if frame[0] == serial:
+                counts = frame[3]
+                return next((int(v) for c, v in zip(counts[::2], counts[1::2], strict=False) if c == key), 0)
+        return 0
+
+    def _hit(self, serial: int, key: int, hit: int, text: str) -> int:
+        """The step where activation ``serial`` makes step ``key`` (kind << 24 | line) for
+        the ``hit``-th time. Binary search over the chunks' keyframe counts, then one chunk's
+        columns: O(log chunks) whatever the call's length."""
+        act = self.activation(serial)
         end = act.end_step if act.end_step >= 0 else self.steps - 1
-        seen = 0
-        n = act.call_step
-        while n <= end:
-            ck = self.chunk(self.chunk_index(n))
-            for j in range(n - ck.first, min(ck.n, end + 1 - ck.first)):
-                if ck.frame[j] == parent and ck.line[j] == line and ck.kind[j] == kind:
+        lo, hi = self.chunk_index(act.call_step), self.chunk_index(end)
+        while lo < hi:  # the last chunk that starts with fewer than `hit` such steps done
+            mid = (lo + hi + 1) // 2
+            if self._hits_before(mid, serial, key) < hit:
+                lo = mid
+            else:
+                hi = mid - 1
+        seen = self._hits_before(lo, serial, key) if self.chunk(lo).first > act.call_step else 0
+        kind, line = key >> 24, key & 0xFFFFFF
+        for k in range(lo, self.chunk_index(end) + 1):
+            ck = self.chunk(k)
+            fr, ln, kinds = ck.frame, ck.line, ck.kind
+            for j in range(max(act.call_step - ck.first, 0), min(ck.n, end + 1 - ck.first)):
+                if fr[j] == serial and ln[j] == line and kinds[j] == kind:
                     seen += 1
                     if seen == hit:
                         return ck.first + j
-            n = ck.first + ck.n
         raise UsageError(f"position {text}: line {line} ran {seen} time(s) in that call, not {hit}")
 
     def _child(self, parent: int, thread: int, name: str, nth: int, text: str) -> int:
-        start = parent + 1 if parent >= 0 else 0
+        """The ``nth`` call of a function named ``name`` made by activation ``parent`` (-1: a
+        root) on ``thread``. Searches the activation table's parent column for ``parent``
+        (bytes search, block by block), from the parent on, up to its return."""
+        codes = {c.id for c in self.codes if c.qualname == name}
         end_step = self.activation(parent).end_step if parent >= 0 else -1
-        for act in self.iter_activations(start):
-            if parent >= 0 and end_step >= 0 and act.call_step > end_step:
+        start = parent + 1 if parent >= 0 else 0
+        block_size = int(self.header.get("call_block", 8192))
+        pattern = array("q", [parent]).tobytes()
+        width = len(pattern)
+        for b in range(start // block_size, -(-self.activations // block_size)) if codes else ():
+            blk = self._block(b)
+            if end_step >= 0 and blk.call[0] > end_step:
                 break
-            if act.parent == parent and act.thread == thread and act.code.qualname == name and act.nth == nth:
-                return act.serial
+            raw = blk.parent_bytes
+            at = raw.find(pattern, max(start - blk.first, 0) * width)
+            while at >= 0:
+                if at % width:
+                    at = raw.find(pattern, at + 1)
+                    continue
+                i = at // width
+                if end_step >= 0 and blk.call[i] > end_step:
+                    break
+                if blk.nth[i] == nth and blk.thread[i] == thread and blk.code[i] in codes:
+                    return blk.first + i
+                at = raw.find(pattern, at + width)
         where = "at the top" if parent < 0 else f"in {self.activation(parent).code.qualname}"
         raise UsageError(f"position {text}: no call #{nth} of {name} {where}")
 

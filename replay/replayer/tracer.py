@@ -32,6 +32,8 @@ from collections import Counter
 from types import CodeType, FrameType
 from typing import Any, Final
 
+import msgpack
+
 from replay.capture.boundary import PACKAGE_DIR, STRAND, suspended
 from replay.replayer.scope import LineEffect, Scope, line_effects
 from replay.snapshot.encoding import DISPLAY, Encoder
@@ -51,7 +53,9 @@ CALL_BLOCK: Final = 8192
 DEFAULT_MAX_STEPS: Final = 20_000_000
 """Steps after which tracing stops (the trace says it was cut)."""
 
-TRACE_FORMAT: Final = 1
+TRACE_FORMAT: Final = 2
+"""Chunk record layout: 1 held ``changes`` as a list of tuples and an inline ``keyframe``; 2
+holds the changes as columns and packs the nodes and the keyframe separately (read lazily)."""
 RETURN_NAME: Final = "<return>"
 EXCEPTION_NAME: Final = "<exception>"
 
@@ -153,6 +157,26 @@ def _chunk_columns_py(steps: list[tuple[int, int, int, int, int, int]], exceptio
             kinds.count(exception_kind), min(depths), max(depths))
 
 
+def _change_columns_py(changes: list[tuple[Any, ...]], first: int) -> tuple[bytes, bytes, list[str], list[Any], list[int]]:
+    """A chunk's changes as columns, ordered by step (stable): ``(steps relative to first, u32
+    bytes; serials, u32 bytes; names; nodes, None for a deletion; indexes of deletions)``.
+
+    Changes arrive in step order except when another thread appended while a value was being
+    encoded; the sort puts them back.
+    """
+    steps = [c[0] - first for c in changes]
+    if any(a > b for a, b in zip(steps, steps[1:], strict=False)):
+        order = sorted(range(len(changes)), key=steps.__getitem__)
+        changes = [changes[i] for i in order]
+        steps = [steps[i] for i in order]
+    deleted = [i for i, c in enumerate(changes) if len(c) < 4]
+    return (array("I", steps).tobytes(), array("I", [c[1] for c in changes]).tobytes(),
+            [c[2] for c in changes], [c[3] if len(c) > 3 else None for c in changes], deleted)
+
+
+_change_columns: Any = _change_columns_py
+
+
 def _fast_chunk_columns() -> Any:
     if os.environ.get("REPLAY_PURE_TRACER") == "1":
         return _chunk_columns_py
@@ -215,6 +239,7 @@ class TraceRecorder:
         # zstd level 1: traces are written while the program runs; 3 saves ~10% for twice the time
         self._writer = SnapshotWriter(path, {"kind": "trace", "trace_format": TRACE_FORMAT, **(header or {})},
                                       level=1)
+        self._pack = msgpack.Packer(use_bin_type=True).pack  # nodes and keyframes: read lazily
         self.steps: list[tuple[int, int, int, int, int, int]] = []
         self.changes: list[tuple[Any, ...]] = []
         self.base = 0  # step number of steps[0]
@@ -455,10 +480,11 @@ class TraceRecorder:
         count = len(steps)
         (kind, code, line, frame, depth, thread, hits, code_ids, code_lines, exceptions, low,
          high) = _chunk_columns(steps, EXCEPTION)
-        changes = self.changes  # packed now (msgpack writes tuples as arrays), cleared below
+        c_step, c_frame, c_name, c_nodes, c_deleted = _change_columns(self.changes, first)
         record = {
             "first": first, "n": count, "kind": kind, "code": code, "line": line, "frame": frame,
-            "depth": depth, "thread": thread, "changes": changes, "keyframe": self._next_keyframe,
+            "depth": depth, "thread": thread, "c_step": c_step, "c_frame": c_frame, "c_name": c_name,
+            "c_deleted": c_deleted, "c_nodes": self._pack(c_nodes), "keyframe": self._pack(self._next_keyframe),
         }
         live = self.live
         it = iter(hits)
@@ -467,7 +493,7 @@ class TraceRecorder:
             if act is not None:
                 act.hits[key] = act.hits.get(key, 0) + n
         # code_lines: every (code, line) pair stepped: a superset of the line steps' keys
-        summary = [first, count, code_ids, code_lines, exceptions, sorted({c[2] for c in changes}), low, high]
+        summary = [first, count, code_ids, code_lines, exceptions, sorted(set(c_name)), low, high]
         self._writer.append(TraceSection.STEPS, record)
         self._writer.append(TraceSection.CHUNKS, summary)
         self.base += count

@@ -367,3 +367,52 @@ def test_allowed_expressions_compile_and_name_what_they_read() -> None:
     big = Expression("'x' * 999_999 * 999_999")
     with pytest.raises(ExprError, match="too large"):
         big.evaluate({})
+
+
+def _as_format_1(path: str, out: str) -> None:
+    """Rewrite a trace with format 1 chunk records (changes as ``[step, serial, name(, node)]``
+    tuples, keyframe inline), as the traces written before format 2 hold them."""
+    from replay.replayer.tracer import TraceSection
+    from replay.snapshot.reader import SnapshotFile
+    from replay.snapshot.writer import SnapshotWriter
+
+    with TraceFile(path) as trace, SnapshotFile(path) as raw:
+        writer = SnapshotWriter(out, {**raw.header, "trace_format": 1})
+        for section in sorted(raw.sections):
+            for k, record in enumerate(raw.iter_records(section)):
+                if section == TraceSection.STEPS:
+                    ck = trace.chunk(k)
+                    changes = [[ck.first + ck.c_step[c], ck.c_frame[c], ck.c_name[c], *(() if c in ck.deleted else (node,))]
+                               for c, node in enumerate(ck.nodes())]
+                    record = {key: value for key, value in record.items() if not key.startswith("c_")}
+                    record.update(changes=changes, keyframe=ck.keyframe)
+                writer.append(section, record)
+        writer.close()
+
+
+def test_traces_with_format_1_chunks_read_the_same(tmp_path) -> None:
+    body = """
+def f1(a):
+    box = Box(a)
+    box.v = [a]
+    box.v.append(a)
+    del box
+    return a * 2
+
+def f0(a, b):
+    total = 0
+    for i in range(4):
+        total += f1(i)
+    return total
+"""
+    with traced(body, chunk=5) as cursor:
+        old = str(tmp_path / "old.trace")
+        _as_format_1(cursor.trace.path, old)
+        with TraceFile(old) as legacy:
+            assert legacy.steps == cursor.trace.steps > 20
+            for n in range(cursor.trace.steps):
+                assert legacy.state(n) == cursor.trace.state(n)
+                assert legacy.changes(n) == cursor.trace.changes(n)
+            text = cursor.trace.position(cursor.trace.steps // 2)
+            assert legacy.find_position(text) == cursor.trace.find_position(text) == cursor.trace.steps // 2
+            assert TraceCursor(legacy).history("total") == cursor.history("total")
