@@ -27,6 +27,22 @@ MAX_OUTPUT: Final = 1 << 20
 SCRIPT_QUALNAME: Final = "<script>"
 
 
+class _TeeBuffer(io.BufferedIOBase):
+    """``Tee.buffer``: bytes written here go through the tee (kept as UTF-8 text)."""
+
+    def __init__(self, tee: Tee):
+        self.tee = tee
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        return self.tee.write(bytes(data))
+
+    def flush(self) -> None:
+        self.tee.flush()
+
+
 class Tee(io.TextIOBase):
     """A text stream that writes through to ``inner`` and keeps the first ``limit`` characters."""
 
@@ -68,6 +84,11 @@ class Tee(io.TextIOBase):
     @property
     def encoding(self) -> str:  # type: ignore[override]
         return getattr(self.inner, "encoding", None) or "utf-8"
+
+    @property
+    def buffer(self) -> _TeeBuffer:
+        """The binary side (``sys.stdout.buffer.write(b"...")``, as pygments' CLI does)."""
+        return _TeeBuffer(self)
 
     def isatty(self) -> bool:
         return bool(self.passthrough and self.inner is not None and self.inner.isatty())

@@ -19,7 +19,7 @@ from typing import Any
 
 from replay.errors import UsageError
 from replay.replayer.expr import ExprError, Expression, show
-from replay.replayer.tracefile import DELETED, State, Step, TraceFile
+from replay.replayer.tracefile import DELETED, CodeInfo, State, Step, TraceFile
 from replay.replayer.tracer import EXCEPTION, EXCEPTION_NAME, LINE, RETURN, RETURN_NAME
 
 
@@ -283,20 +283,31 @@ class TraceCursor:
     # ------------------------------------------------------------- breakpoints
 
     def toggle_breakpoint(self, bp: Breakpoint) -> bool:
-        """Add the breakpoint, or remove it if one is set at that file and line; True if added."""
+        """Add the breakpoint, or remove it if one is set at that file and line; True if added.
+
+        ``prog.py:12`` and ``app/prog.py:12`` are the same breakpoint when both name the same
+        traced files.
+        """
+        files = self._files(bp.file)
         for old in self.breakpoints:
-            if old.file == bp.file and old.line == bp.line:
+            if old.line == bp.line and (old.file == bp.file or (files and self._files(old.file) == files)):
                 self.breakpoints.remove(old)
                 return False
         self.breakpoints.append(bp)
         return True
 
+    def _codes(self, file: str) -> list[CodeInfo]:
+        """Traced application code of the files a breakpoint's file names (it or its tail)."""
+        return [c for c in self.trace.codes if c.in_scope and (c.file == file or c.file.endswith("/" + file))]
+
+    def _files(self, file: str) -> set[str]:
+        return {c.file for c in self._codes(file)}
+
     def _keys(self, breakpoints: list[Breakpoint]) -> dict[int, list[Breakpoint]]:
         keys: dict[int, list[Breakpoint]] = {}
         for bp in breakpoints:
-            for code in self.trace.codes:
-                if code.in_scope and (code.file == bp.file or code.file.endswith("/" + bp.file)):
-                    keys.setdefault(code.id << 24 | bp.line, []).append(bp)
+            for code in self._codes(bp.file):
+                keys.setdefault(code.id << 24 | bp.line, []).append(bp)
         return keys
 
     def continue_(self, back: bool = False, breakpoints: list[Breakpoint] | None = None,

@@ -9,6 +9,7 @@ import textwrap
 
 import pytest
 
+from replay.snapshot.model import open_snapshot
 from replay.verify.check import check_program, check_snapshot, record_program, strip_interpreter
 
 pytestmark = pytest.mark.integration
@@ -130,6 +131,18 @@ def test_cli_record_writes_a_snapshot_and_keeps_the_exit_status(tmp_path):
     assert proc.returncode == 4
     assert "snapshot written to" in proc.stderr
     assert len(list((tmp_path / "s").glob("*.rsnap"))) == 1
+
+
+def test_cli_record_passes_bytes_written_to_stdout_buffer(tmp_path):
+    prog = tmp_path / "binary_out.py"
+    prog.write_text("import sys\nsys.stdout.write('text ')\nsys.stdout.buffer.write(b'bytes\\n')\nsys.stdout.flush()\n")
+    proc = subprocess.run([sys.executable, "-m", "replay", "record", "-o", str(tmp_path / "s"), "--", "python",
+                           str(prog)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "text bytes\n"
+    (snap,) = (tmp_path / "s").glob("*.rsnap")
+    with open_snapshot(snap) as s:
+        assert "text bytes" in str(s.outcome)
 
 
 def test_strip_interpreter():

@@ -116,6 +116,12 @@ def f0(a, b):
         assert cur.continue_(back=True).index == 0 and cur.stopped_at is None
         assert cur.continue_(breakpoints=[]).index == cur.trace.steps - 1
         assert cur.toggle_breakpoint(Breakpoint(bp.file, line)) is False and cur.breakpoints == []
+        # a longer or shorter name of the same traced file is the same breakpoint
+        assert "/" in file and cur.toggle_breakpoint(Breakpoint(bp.file, line)) is True
+        assert cur.toggle_breakpoint(Breakpoint("sub/" + bp.file, line)) is True  # names no traced file
+        assert cur.toggle_breakpoint(Breakpoint(file, line)) is False
+        assert [b.file for b in cur.breakpoints] == ["sub/" + bp.file]
+        cur.breakpoints.clear()
         with pytest.raises(UsageError, match="no traced file"):
             cur.continue_(breakpoints=[Breakpoint("elsewhere.py", line)])
         never = Breakpoint(file, line, "nowhere > 0")  # cannot be evaluated: never stops
