@@ -58,7 +58,8 @@ PROGRAMS = Path(__file__).resolve().parent / "trace_programs"
 
 
 def _c_line_tracer(rec: tracer.TraceRecorder, ts: Any, act: Any) -> Any:
-    return _fastline.LocalTracer(rec, ts, act, tracer.display, tracer._IMMUTABLE, tracer.CHUNK_STEPS)
+    extra = (tracer.fingerprint, tracer._node_of) if getattr(tracer, "_display_fingerprint", None) else ()
+    return _fastline.LocalTracer(rec, ts, act, tracer.display, tracer._IMMUTABLE, tracer.CHUNK_STEPS, *extra)
 
 
 class _Noop:

@@ -150,11 +150,13 @@ class MonitoringTracer:
         for event, callback in callbacks.items():
             _MON.register_callback(tool, event, callback)
         _MON.restart_events()  # locations an earlier user of this tool id disabled fire again
+        self.rec.watch_gc()
         _MON.set_events(tool, _GLOBAL)
 
     def stop(self) -> None:
         """Stop tracing and free the tool id (frames still live stop being traced too)."""
         self._shutdown()
+        self.rec.watch_gc(False)
         self.rec.stop_all()
 
     def _shutdown(self) -> None:
@@ -230,6 +232,8 @@ class MonitoringTracer:
                 return _MON.DISABLE  # this package: never traced, whoever calls it
             if rec.stopped:
                 self._shutdown()
+                return None
+            if rec.in_gc:  # see TraceRecorder.watch_gc
                 return None
             ts = self._thread()
             if ts is None:

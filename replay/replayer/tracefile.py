@@ -21,7 +21,14 @@ from typing import Any, Final
 
 from replay.errors import CorruptSnapshotError, UsageError
 from replay.replayer.tracer import CALL, EXCEPTION, KIND_NAMES, LINE, RETURN, TraceSection
-from replay.snapshot.format import DEFAULT_LIMITS, ReadLimits, Section, msgpack_error, unpack_one, unpacker
+from replay.snapshot.format import (
+    DEFAULT_LIMITS,
+    ReadLimits,
+    Section,
+    msgpack_error,
+    unpack_one,
+    unpacker,
+)
 from replay.snapshot.reader import SnapshotFile
 
 _CHUNK_CACHE: Final = 16

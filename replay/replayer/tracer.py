@@ -23,20 +23,35 @@ chunk fills; what stays in memory is the live frames and 40 bytes per activation
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import datetime
+import decimal
 import dis
+import enum
+import gc
 import os
+import pathlib
 import sys
 import threading
+import uuid
 from array import array
 from collections import Counter
-from types import CodeType, FrameType
+from types import CodeType, FrameType, MemberDescriptorType, WrapperDescriptorType
 from typing import Any, Final
 
 import msgpack
 
 from replay.capture.boundary import PACKAGE_DIR, STRAND, suspended
 from replay.replayer.scope import LineEffect, Scope, line_effects
-from replay.snapshot.encoding import DISPLAY, Encoder
+from replay.snapshot.encoding import (
+    _DATE,
+    _DATETIME,
+    _HEAPTYPE,
+    DISPLAY,
+    Encoder,
+    _is_plain_class,
+    _slot_names,
+)
 from replay.snapshot.format import Section
 from replay.snapshot.writer import SnapshotWriter
 
@@ -100,12 +115,16 @@ class Activation:
         thread: Thread index.
         nodes: Current encoded locals, by name.
         values: The objects last seen, by name (identity comparison).
+        fps: ``(fingerprint, node)`` by name for mutable locals: the :func:`fingerprint` of the
+            value taken when ``node`` was made. While ``nodes[name]`` is that very node and
+            the value's fingerprint is unchanged, re-encoding is skipped (a writer of
+            ``nodes`` that keeps no fingerprints only leaves a stale pair, never a wrong one).
         kids: Calls made so far, by qualname (for the ``#n`` of positions).
         hits: Steps so far by ``kind << 24 | line`` (up to the last written chunk).
         line: The line of the frame's last step.
     """
 
-    __slots__ = ("serial", "code", "frame", "depth", "thread", "nodes", "values", "kids", "hits", "line")
+    __slots__ = ("serial", "code", "frame", "depth", "thread", "nodes", "values", "fps", "kids", "hits", "line")
 
     def __init__(self, serial: int, code: _Code, frame: FrameType, depth: int, thread: int):
         self.serial = serial
@@ -115,6 +134,7 @@ class Activation:
         self.thread = thread
         self.nodes: dict[str, Any] = {}
         self.values: dict[str, Any] = {}
+        self.fps: dict[str, tuple[bytes, Any]] = {}
         self.kids: dict[str, int] = {}
         self.hits: dict[int, int] = {}
         self.line = 0
@@ -142,6 +162,200 @@ def display(value: Any) -> Any:
         return Encoder(DISPLAY).encode(value)
     except BaseException as exc:  # noqa: BLE001 - a hostile value must not stop the replay
         return ["?", f"{cls.__module__}:{cls.__qualname__}", "<unreadable>", type(exc).__name__]
+
+
+def _fast_fingerprint() -> Any:
+    """``_fastline.display_fingerprint``, or None when the extension is not built or
+    ``REPLAY_PURE_TRACER=1``."""
+    if os.environ.get("REPLAY_PURE_TRACER") == "1":
+        return None
+    try:
+        from replay.replayer._fastline import display_fingerprint
+    except ImportError:
+        return None
+    return display_fingerprint
+
+
+_display_fingerprint: Any = _fast_fingerprint()
+# What display_fingerprint may know of a type's instances (kinds below), by type; and the types
+# it may not even name (their metaclass rewrites __qualname__ or __module__). The table keeps
+# the types alive (the C walk hashes their addresses); both are cleared when full (an address
+# then only stands for a type path, whose __qualname__ the walk hashes too).
+_TYPE_KINDS: dict[type, Any] = {}
+_UNFIT_TYPES: set[type] = set()
+_MAX_TYPES: Final = 4096
+_MAX_CLASSIFY: Final = 32  # new types classified per fingerprint() call
+# Kinds (``_fastline.KIND_*``): what the encoder makes of every instance of a type.
+_KIND_OTHER: Final = 0  # no fingerprint (the type may still be named at the depth cut)
+_KIND_PLAIN: Final = 1  # ["obj", path, name, value, ...] from __dict__ alone
+_KIND_OPAQUE: Final = 2  # a placeholder that names the type and nothing else
+_KIND_NAMEDTUPLE: Final = 3  # ["nt", path, item, ...]
+_KIND_CLASS: Final = 4  # (a metaclass) its instances are classes: ["type", path]
+_KIND_SLOTTED: Final = 5  # (_KIND_SLOTTED, has_dict, ((name, member), ...)): "obj" with slots
+_KIND_DATACLASS: Final = 6  # (_KIND_DATACLASS, ((name, member | None), ...)): ["dc", ...]
+# Classes Encoder._enc_other encodes by content before namedtuples, dataclasses and objects.
+_BY_CONTENT: Final = (enum.Enum, _DATETIME, _DATE, datetime.time, datetime.timedelta, decimal.Decimal,
+                      uuid.UUID, complex, pathlib.PurePath, range, BaseException)
+
+
+def fingerprint(value: Any) -> bytes | None:
+    """16 bytes that change whenever :func:`display` would give ``value`` another node, or None
+    (re-encode): no C extension, ``REPLAY_PURE_TRACER=1``, or a value graph holding something
+    the fingerprint does not know (see ``_fastline.display_fingerprint``). Never raises but
+    MemoryError; runs no code of the value's classes (classifying a new class reads it)."""
+    walk = _display_fingerprint
+    if walk is None:
+        return None
+    fp = walk(value, _TYPE_KINDS, True)
+    if fp is None or fp.__class__ is bytes:
+        return fp  # type: ignore[no-any-return]
+    for _ in range(_MAX_CLASSIFY):  # a type met for the first time: classify it, walk again
+        if not _classify(fp):
+            return None
+        fp = walk(value, _TYPE_KINDS, True)
+        if fp is None or fp.__class__ is bytes:
+            return fp  # type: ignore[no-any-return]
+    return None  # more new types than that: the next calls go on classifying them
+
+
+def _classify(cls: type) -> bool:
+    """Enter a type the fingerprint met in :data:`_TYPE_KINDS`; False if it is unfit."""
+    if cls in _UNFIT_TYPES:
+        return False
+    if len(_TYPE_KINDS) + len(_UNFIT_TYPES) >= _MAX_TYPES:
+        _TYPE_KINDS.clear()
+        _UNFIT_TYPES.clear()
+    try:
+        kind = _type_kind(cls) if _named_as_type(cls) else None
+    except Exception:  # noqa: BLE001 - a hostile class: no fingerprint for its instances
+        kind = None
+    if kind is None:
+        _UNFIT_TYPES.add(cls)
+        return False
+    _TYPE_KINDS[cls] = kind
+    return True
+
+
+def _named_as_type(cls: type) -> bool:
+    """True if ``type_path(cls)`` is what the C walk hashes: a static type (its names never
+    change), or a heap type whose ``__qualname__`` and ``__module__`` no metaclass rewrites."""
+    if not cls.__flags__ & _HEAPTYPE:
+        return True
+    metaclass: type = type(cls)
+    for meta in metaclass.__mro__:
+        if meta is type or meta is object:
+            continue
+        attrs = vars(meta)
+        module = attrs.get("__module__")
+        if "__qualname__" in attrs or (module is not None and hasattr(type(module), "__set__")):
+            return False
+    return type(vars(cls).get("__module__")) is str
+
+
+def _type_kind(cls: type) -> Any:
+    """What ``Encoder._enc_other`` makes of every instance of ``cls``, in its order of checks
+    (a ``_KIND_*``). Sound only when reading an instance as its kind implies runs no code: the
+    metaclass reads attributes as ``type`` does and no class of the MRO defines ``__class__``
+    (``isinstance`` reads it) or ``__getattribute__``; the C walk also checks the instance's
+    attribute lookup each time (classes can change)."""
+    meta = type(cls)
+    if meta.__getattribute__ is not type.__getattribute__ or hasattr(meta, "__getattr__"):
+        return _KIND_OTHER
+    mro = cls.__mro__[:-1]
+    for klass in mro:
+        attrs = vars(klass)
+        if "__class__" in attrs or ("__getattribute__" in attrs and type(attrs["__getattribute__"]) is not WrapperDescriptorType):
+            return _KIND_OTHER
+    if issubclass(cls, type):
+        return _KIND_CLASS
+    if issubclass(cls, _BY_CONTENT):
+        return _KIND_OTHER
+    if issubclass(cls, tuple) and hasattr(cls, "_fields"):
+        plain_tuple = cls.__iter__ is tuple.__iter__ and cls.__len__ is tuple.__len__
+        return _KIND_NAMEDTUPLE if plain_tuple else _KIND_OTHER
+    if dataclasses.is_dataclass(cls):
+        return _dataclass_kind(cls)
+    if issubclass(cls, int | float | str | bytes) or not _is_plain_class(cls) or cls.__module__ == "builtins":
+        return _KIND_OPAQUE  # "subclass of a built-in value type", "... implemented in C", ...
+    descriptor = _lookup(cls, "__dict__")  # what getattr(v, "__dict__", None) runs
+    has_dict = descriptor is not None
+    if has_dict and not (cls.__dictoffset__ and _generic_dict(descriptor)):
+        return _KIND_OTHER
+    slots = _slot_names(cls)
+    if not slots:
+        return _KIND_PLAIN if has_dict else _KIND_OPAQUE  # "no fields to record"
+    members = tuple((name, _lookup(cls, name)) for name in slots)
+    if any(type(member) is not MemberDescriptorType for _, member in members):
+        return _KIND_OTHER
+    return (_KIND_SLOTTED, has_dict, members)
+
+
+def _dataclass_kind(cls: type) -> Any:
+    """``(_KIND_DATACLASS, ((name, member | None), ...))``: where ``getattr(v, name)`` reads each
+    field of the dataclass ``cls`` (a slot, else the instance dict), or :data:`_KIND_OTHER`
+    when a field is a property or another data descriptor."""
+    readers: list[tuple[str, Any]] = []
+    for field in dataclasses.fields(cls):
+        found = _lookup(cls, field.name)
+        if type(found) is MemberDescriptorType:
+            readers.append((field.name, found))
+        elif cls.__dictoffset__ and not (hasattr(type(found), "__set__") or hasattr(type(found), "__delete__")):
+            readers.append((field.name, None))
+        else:
+            return _KIND_OTHER
+    return (_KIND_DATACLASS, tuple(readers))
+
+
+def _lookup(cls: type, name: str) -> Any:
+    """The class attribute ``name`` as attribute lookup finds it on the MRO (None if absent)."""
+    return next((vars(klass)[name] for klass in cls.__mro__ if name in vars(klass)), None)
+
+
+def _generic_dict(descriptor: Any) -> bool:
+    from replay.replayer._fastline import generic_dict
+
+    return bool(generic_dict(descriptor))
+
+
+def _keep_fingerprint(fps: dict[str, tuple[bytes, Any]], name: str, fp: bytes | None, node: Any) -> None:
+    """``fps[name] = (fp, node)``: ``fp`` taken before ``node`` was made; not for the node of a
+    value display could not read (its fallback placeholder: a later try may read it)."""
+    if fp is not None and not _unreadable(node):
+        fps[name] = (fp, node)
+    else:
+        fps.pop(name, None)
+
+
+def _unreadable(node: Any) -> bool:
+    """True for display's fallback node (a value it could not read)."""
+    return node.__class__ is list and len(node) == 4 and node[0] == "?" and node[2] == "<unreadable>"
+
+
+# Nodes display() made lately, by fingerprint: an argument passed down a chain of calls, or a
+# local bound again to an object it held before, is encoded once (equal fingerprints, equal
+# nodes; nodes are never changed in place). The oldest goes first when it is full; all go when
+# ``display`` is not the function that made them (tests and benchmarks replace it).
+_NODES: dict[bytes, Any] = {}
+_MAX_NODES: Final = 64
+_nodes_display: Any = None
+
+
+def _node_of(value: Any, fp: bytes | None) -> Any:
+    """``display(value)``, or the node it made for the fingerprint ``fp`` (taken just now)."""
+    global _nodes_display
+    if fp is None:
+        return display(value)
+    if _nodes_display is not display:
+        _NODES.clear()
+        _nodes_display = display
+    node = _NODES.get(fp)
+    if node is None:
+        node = display(value)
+        if not _unreadable(node):
+            if len(_NODES) >= _MAX_NODES:
+                del _NODES[next(iter(_NODES))]
+            _NODES[fp] = node
+    return node
 
 
 def _chunk_columns_py(steps: list[tuple[int, int, int, int, int, int]], exception_kind: int) -> tuple[Any, ...]:
@@ -261,6 +475,33 @@ class TraceRecorder:
         self._files: dict[str, str] = {}
         self.header_backend = ""
         self.error: BaseException | None = None
+        self.in_gc = False
+
+    def _gc_start(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self.in_gc = True
+
+    def _gc_stop(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "stop":
+            self.in_gc = False
+
+    def watch_gc(self, on: bool = True) -> None:
+        """Know when the cyclic collector runs (backends call this at start and stop).
+
+        Code the collector runs (weakref callbacks, ``__del__``, generator ``close``, other
+        ``gc.callbacks``) runs when allocation counts say so, and the tracer's own
+        allocations move that moment: backends do not trace calls made while :attr:`in_gc`,
+        so traces do not depend on it. The flag is set by the first callback and cleared by
+        the last, so other ``gc.callbacks`` run inside it.
+        """
+        if on and self._gc_start not in gc.callbacks:
+            gc.callbacks.insert(0, self._gc_start)
+            gc.callbacks.append(self._gc_stop)
+        elif not on:
+            for callback in (self._gc_start, self._gc_stop):
+                with contextlib.suppress(ValueError):
+                    gc.callbacks.remove(callback)
+            self.in_gc = False
 
     # ------------------------------------------------------------- registration
 
@@ -366,7 +607,7 @@ class TraceRecorder:
         return act
 
     def _snapshot_locals(self, act: Activation, frame: FrameType, n: int) -> None:
-        values, nodes, changes = act.values, act.nodes, self.changes
+        values, nodes, fps, changes = act.values, act.nodes, act.fps, self.changes
         module_level = act.code.module_level
         try:
             items = list(frame.f_locals.items())
@@ -375,7 +616,10 @@ class TraceRecorder:
         for name, value in items:
             if _shown(name, value, module_level):
                 values[name] = value
-                node = nodes[name] = display(value)
+                fp = None if type(value) in _IMMUTABLE else fingerprint(value)
+                node = nodes[name] = _node_of(value, fp)
+                if fp is not None:
+                    _keep_fingerprint(fps, name, fp, node)
                 changes.append((n, act.serial, name, node))
 
     def diff(self, act: Activation, frame: FrameType, effect: LineEffect, n: int) -> None:
@@ -385,7 +629,7 @@ class TraceRecorder:
             loc = frame.f_locals
         except Exception:  # noqa: BLE001
             return
-        values, nodes = act.values, act.nodes
+        values, nodes, fps = act.values, act.nodes, act.fps
         get = values.get
         module_level = act.code.module_level
         if full:
@@ -398,10 +642,16 @@ class TraceRecorder:
             value = loc.get(name, _MISSING)
             if value is _MISSING or type(value) in _IMMUTABLE or value is not get(name, _MISSING):
                 continue
-            node = display(value)
-            if node != nodes.get(name):
-                nodes[name] = node
+            fp = fingerprint(value)
+            kept = fps.get(name)
+            if fp is not None and kept is not None and kept[0] == fp and kept[1] is nodes.get(name, _MISSING):
+                continue  # unchanged since its node was made: the node still holds
+            node = _node_of(value, fp)
+            old = nodes.get(name)
+            if node != old:
+                nodes[name] = old = node
                 self.changes.append((n, act.serial, name, node))
+            _keep_fingerprint(fps, name, fp, old)
         for name in check:
             value = loc.get(name, _MISSING)
             if value is _MISSING or value is get(name, _MISSING):
@@ -409,11 +659,16 @@ class TraceRecorder:
             if module_level and not _shown(name, value, True):
                 continue
             values[name] = value
-            node = nodes[name] = display(value)
+            mutable = type(value) not in _IMMUTABLE
+            fp = fingerprint(value) if mutable else None
+            node = nodes[name] = _node_of(value, fp)
             self.changes.append((n, act.serial, name, node))
+            if mutable:
+                _keep_fingerprint(fps, name, fp, node)
         for name in gone:
             del values[name]
             nodes.pop(name, None)
+            fps.pop(name, None)
             self.changes.append((n, act.serial, name))
 
     def pop(self, ts: _Thread, act: Activation, kind: int, line: int, value: Any) -> None:
@@ -606,6 +861,7 @@ class SettraceTracer:
 
     def start(self) -> None:
         """Trace this thread from its next call, and threads started from now on."""
+        self.rec.watch_gc()
         threading.settrace(self._global)
         sys.settrace(self._global)
 
@@ -613,11 +869,12 @@ class SettraceTracer:
         """Stop tracing (frames still live stop being traced too)."""
         sys.settrace(None)
         threading.settrace(None)  # type: ignore[arg-type]
+        self.rec.watch_gc(False)
         self.rec.stop_all()
 
     def _global(self, frame: FrameType, event: str, arg: Any) -> Any:
         rec = self.rec
-        if rec.stopped:
+        if rec.stopped or rec.in_gc:
             if frame.f_trace is not None:  # a resumed generator: see below
                 frame.f_trace = None
             return None
@@ -668,7 +925,9 @@ def line_tracer(rec: TraceRecorder, ts: _Thread, act: Activation) -> Any:
     return and exception steps. The monitoring backend calls it for LINE events too. This
     is the hot path: the common case is inlined (and done in C when the extension is built)."""
     if _LocalTracer is not None:
-        return _LocalTracer(rec, ts, act, display, _IMMUTABLE, CHUNK_STEPS)
+        if _display_fingerprint is None:
+            return _LocalTracer(rec, ts, act, display, _IMMUTABLE, CHUNK_STEPS)
+        return _LocalTracer(rec, ts, act, display, _IMMUTABLE, CHUNK_STEPS, fingerprint, _node_of)
     steps = rec.steps
     append = steps.append
     effects = act.code.effects

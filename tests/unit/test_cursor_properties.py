@@ -387,7 +387,15 @@ class CursorMachine(RuleBasedStateMachine):
     def toggle_breakpoint(self, data: st.DataObject) -> None:
         bp = data.draw(breakpoints(self.ref, self.ref.steps[0].code.file).filter(bool)).pop()
         added = self.cursor.toggle_breakpoint(bp)
-        kept = [b for b in self.bps if (b.file, b.line) != (bp.file, bp.line)]
+        files = {c.file for c in self.cursor.trace.codes
+                 if c.in_scope and (c.file == bp.file or c.file.endswith("/" + bp.file))}
+
+        def same(b: Breakpoint) -> bool:  # the same line of the same traced files
+            named = {c.file for c in self.cursor.trace.codes
+                     if c.in_scope and (c.file == b.file or c.file.endswith("/" + b.file))}
+            return b.line == bp.line and (b.file == bp.file or bool(files) and named == files)
+
+        kept = [b for b in self.bps if not same(b)]
         assert added == (len(kept) == len(self.bps))
         self.bps = kept if not added else [*self.bps, bp]
         assert self.cursor.breakpoints == self.bps

@@ -374,3 +374,12 @@ def test_a_tracer_bug_stops_tracing_but_not_the_program(tmp_path, monkeypatch):
     assert result == 3
     assert isinstance(tracer.error, RuntimeError) and tracer.tool is None
     assert [r.kind for r in rows] == ["call", "line"]  # encoding ``items`` at the next line failed
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_code_the_collector_runs_makes_no_steps(tmp_path, backend):
+    rows, tracer, result = record(tmp_path, backend, tp.collect_garbage)
+    assert result == (2, True)  # both callbacks ran, inside gc.collect()
+    called = [r.qualname for r in rows if r.kind == "call"]
+    assert called == ["collect_garbage", "finalize.__init__"]
+    assert not tracer.rec.in_gc and tracer.rec._gc_start not in __import__("gc").callbacks

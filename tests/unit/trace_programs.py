@@ -257,3 +257,23 @@ def shows_locals(values):
     for v in values:
         square(v)
     return len(values)
+
+
+class _Cycle:
+    pass
+
+
+def collect_garbage():
+    """A reference cycle with a weakref callback, freed by the collector while traced code
+    runs: the callback (and the collector's other work) is not the program's step."""
+    import gc
+    import weakref
+
+    seen = []
+    node = _Cycle()
+    node.me = node
+    ref = weakref.ref(node, lambda r: seen.append(r))  # application code, run by the collector
+    weakref.finalize(node, seen.append, 2)  # a library function (weakref.finalize.__call__)
+    del node
+    gc.collect()
+    return len(seen), ref() is None
