@@ -388,7 +388,17 @@ def _change_columns_py(changes: list[tuple[Any, ...]], first: int) -> tuple[byte
             [c[2] for c in changes], [c[3] if len(c) > 3 else None for c in changes], deleted)
 
 
-_change_columns: Any = _change_columns_py
+def _fast_change_columns() -> Any:
+    if os.environ.get("REPLAY_PURE_TRACER") == "1":
+        return _change_columns_py
+    try:
+        from replay.replayer._fastline import change_columns
+    except ImportError:
+        return _change_columns_py
+    return change_columns
+
+
+_change_columns: Any = _fast_change_columns()
 
 
 def _fast_chunk_columns() -> Any:

@@ -703,3 +703,32 @@ def test_chunk_columns_of_a_real_chunk(tmp_path: Path, monkeypatch: pytest.Monke
 def test_chunk_columns_rejects_what_array_rejects(steps: list[Any], error: type[Exception]) -> None:
     with pytest.raises(error):
         fastline.chunk_columns(steps, tracer.EXCEPTION)
+
+
+# ----------------------------------------------------------------- change_columns (flush's changes)
+
+_change = st.tuples(st.integers(100, 140), st.one_of(_small, _u32), st.sampled_from(["a", "b", "<return>"]),
+                    st.one_of(st.none(), st.integers(), st.text(max_size=3), st.lists(st.integers(), max_size=2)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_change, st.booleans()), max_size=200))
+def test_change_columns_is_the_python_twin(drawn: list[tuple[tuple[Any, ...], bool]]) -> None:
+    # out-of-order steps (another thread appended meanwhile) and deletions (3-tuples)
+    changes = [c[:3] if deleted else c for c, deleted in drawn]
+    got = fastline.change_columns(changes, 100)
+    assert got == tracer._change_columns_py(changes, 100)
+    steps = array("I", got[0])
+    assert list(steps) == sorted(steps)
+
+
+@pytest.mark.parametrize(("changes", "error"), [
+    ([(1, 2)], TypeError),
+    ([[100, 2, "a", 1]], TypeError),
+    ([(99, 2, "a", 1)], OverflowError),
+    ([(100, -1, "a", 1)], OverflowError),
+    ([(100, 2**32, "a", 1)], OverflowError),
+])
+def test_change_columns_refuses_what_the_recorder_never_makes(changes: list[Any], error: type[Exception]) -> None:
+    with pytest.raises(error):
+        fastline.change_columns(changes, 100)
