@@ -505,13 +505,7 @@ class TraceCursor:
             for c, node in enumerate(nodes):
                 if node is DELETED:
                     continue
-                if isinstance(node, str):
-                    found = text in node
-                elif isinstance(node, int | float) and not isinstance(node, bool):
-                    found = text in repr(node)
-                else:
-                    found = text in render(node, width=10_000)
-                if found:
+                if shows(node, text):
                     serial = ck.c_frame[c]
                     out.append(Match(ck.first + ck.c_step[c], serial, trace.activation(serial).code.qualname,
                                      ck.c_name[c], render(node, width=200)))
@@ -522,4 +516,16 @@ class TraceCursor:
         return out
 
 
-__all__ = ["DELETED", "Breakpoint", "Change", "Match", "TraceCursor"]
+def shows(node: Any, text: str) -> bool:
+    """True if the rendered value of ``node`` contains ``text`` (what :meth:`TraceCursor.search`
+    matches: a string's characters, a number's repr, else the one-line rendering)."""
+    from replay.snapshot.rendering import render
+
+    if isinstance(node, str):
+        return text in node
+    if isinstance(node, int | float) and not isinstance(node, bool):
+        return text in repr(node)
+    return text in render(node, width=10_000)
+
+
+__all__ = ["DELETED", "Breakpoint", "Change", "Match", "TraceCursor", "shows"]

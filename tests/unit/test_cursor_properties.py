@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from replay.errors import UsageError
-from replay.replayer.cursor import Breakpoint, TraceCursor
+from replay.replayer.cursor import Breakpoint, TraceCursor, shows
 from replay.replayer.expr import ExprError, Expression, show
 from replay.replayer.tracefile import Step, TraceFile
 from replay.snapshot.rendering import render
@@ -304,13 +304,7 @@ def test_search_matches_reference(program: Program, data: st.DataObject) -> None
             for name, node in ref.changes[step.index]:
                 if not isinstance(node, list | str | int | float | bool | type(None)):
                     continue  # DELETED
-                if isinstance(node, str):
-                    found = text in node
-                elif isinstance(node, int | float) and not isinstance(node, bool):
-                    found = text in repr(node)
-                else:
-                    found = text in render(node, width=10_000)
-                if found:
+                if shows(node, text):
                     shown = render(node, width=200)
                     want.append((step.index, step.frame, step.code.qualname, name, shown))
         got = TraceCursor(trace).search(text, limit=limit)

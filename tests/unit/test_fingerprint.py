@@ -592,7 +592,8 @@ def test_a_stale_pair_is_never_trusted() -> None:
     assert "a" not in fps  # display's fallback: a later try may read the value
 
 
-def test_nodes_are_reused_by_fingerprint(monkeypatch: pytest.MonkeyPatch) -> None:
+def count_display(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Patch ``tracer.display`` to list the values it is asked to encode."""
     made: list[Any] = []
     real = tracer.display
 
@@ -601,6 +602,11 @@ def test_nodes_are_reused_by_fingerprint(monkeypatch: pytest.MonkeyPatch) -> Non
         return real(value)
 
     monkeypatch.setattr(tracer, "display", counting)
+    return made
+
+
+def test_nodes_are_reused_by_fingerprint(monkeypatch: pytest.MonkeyPatch) -> None:
+    made = count_display(monkeypatch)
     first = tracer._node_of([1, 2], fp([1, 2]))
     again = tracer._node_of([1, 2], fp([1, 2]))  # another list, equal: the same node
     assert again is first and len(made) == 1
@@ -617,14 +623,7 @@ SOURCE = "import sys\ndef f():\n    a = ['x' * 300, *range(24)]\n    a.append(2)
 @pytest.mark.parametrize("path", ["c", "diff"])
 def test_a_local_is_re_encoded_only_when_its_fingerprint_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                 path: str) -> None:
-    made: list[Any] = []
-    real = tracer.display
-
-    def counting(value: Any) -> Any:
-        made.append(value)
-        return real(value)
-
-    monkeypatch.setattr(tracer, "display", counting)
+    made = count_display(monkeypatch)
     app = tmp_path / "app"
     app.mkdir()
     (app / "m.py").write_text(SOURCE)
