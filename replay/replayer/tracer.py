@@ -164,19 +164,19 @@ def display(value: Any) -> Any:
         return ["?", f"{cls.__module__}:{cls.__qualname__}", "<unreadable>", type(exc).__name__]
 
 
-def _fast_fingerprint() -> Any:
-    """``_fastline.display_fingerprint``, or None when the extension is not built or
-    ``REPLAY_PURE_TRACER=1``."""
+def _fast(name: str, fallback: Any = None) -> Any:
+    """``replay.replayer._fastline.<name>`` (the optional C extension), or ``fallback`` when it
+    is not built or ``REPLAY_PURE_TRACER=1`` (tests and benchmarks compare both paths)."""
     if os.environ.get("REPLAY_PURE_TRACER") == "1":
-        return None
+        return fallback
     try:
-        from replay.replayer._fastline import display_fingerprint
+        from replay.replayer import _fastline
     except ImportError:
-        return None
-    return display_fingerprint
+        return fallback
+    return getattr(_fastline, name, fallback)
 
 
-_display_fingerprint: Any = _fast_fingerprint()
+_display_fingerprint: Any = _fast("display_fingerprint")
 # What display_fingerprint may know of a type's instances (kinds below), by type; and the types
 # it may not even name (their metaclass rewrites __qualname__ or __module__). The table keeps
 # the types alive (the C walk hashes their addresses); both are cleared when full (an address
@@ -388,30 +388,10 @@ def _change_columns_py(changes: list[tuple[Any, ...]], first: int) -> tuple[byte
             [c[2] for c in changes], [c[3] if len(c) > 3 else None for c in changes], deleted)
 
 
-def _fast_change_columns() -> Any:
-    if os.environ.get("REPLAY_PURE_TRACER") == "1":
-        return _change_columns_py
-    try:
-        from replay.replayer._fastline import change_columns
-    except ImportError:
-        return _change_columns_py
-    return change_columns
+_change_columns: Any = _fast("change_columns", _change_columns_py)
 
 
-_change_columns: Any = _fast_change_columns()
-
-
-def _fast_chunk_columns() -> Any:
-    if os.environ.get("REPLAY_PURE_TRACER") == "1":
-        return _chunk_columns_py
-    try:
-        from replay.replayer._fastline import chunk_columns
-    except ImportError:
-        return _chunk_columns_py
-    return chunk_columns
-
-
-_chunk_columns: Any = _fast_chunk_columns()
+_chunk_columns: Any = _fast("chunk_columns", _chunk_columns_py)
 
 
 _RETURN_OPS: Final = frozenset(dis.opmap[n] for n in ("RETURN_VALUE", "RETURN_CONST", "YIELD_VALUE") if n in dis.opmap)
@@ -915,19 +895,7 @@ class SettraceTracer:
         return library
 
 
-def _fast_line_tracer() -> Any:
-    """The C twin of :func:`line_tracer`'s closure (``replay.replayer._fastline``, an optional
-    extension), or None when it is not built or ``REPLAY_PURE_TRACER=1`` (tests, benchmarks)."""
-    if os.environ.get("REPLAY_PURE_TRACER") == "1":
-        return None
-    try:
-        from replay.replayer._fastline import LocalTracer
-    except ImportError:
-        return None
-    return LocalTracer
-
-
-_LocalTracer: Any = _fast_line_tracer()
+_LocalTracer: Any = _fast("LocalTracer")  # the C twin of line_tracer's closure
 
 
 def line_tracer(rec: TraceRecorder, ts: _Thread, act: Activation) -> Any:

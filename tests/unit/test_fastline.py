@@ -628,7 +628,7 @@ def test_cycles_through_the_frame_are_collected(tmp_path: Path) -> None:
     assert probe() is None
 
 
-@pytest.mark.skipif(not hasattr(tracer, "_fast_line_tracer"), reason="tracer.py does not use the extension yet")
+@pytest.mark.skipif(not hasattr(tracer, "_fast"), reason="tracer.py does not use the extension yet")
 def test_line_tracer_uses_it_unless_told_not_to(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.undo()  # the module as imported, not the autouse fixture's pure mode
     rec, ts, act = _recorder(tmp_path)
