@@ -63,7 +63,26 @@ def cli() -> None:
 
 
 def _register() -> None:
+    import replay.cli.diffcmd  # noqa: F401 - registers `replay diff`
     from replay.cli import commands, program, timetravel  # noqa: F401 - registers subcommands on `cli`
+
+    _register_plugins()
+
+
+def _register_plugins() -> None:
+    """Add commands other packages declare in the ``replay.commands`` entry-point group (the
+    TUI's ``replay tui``): the core never imports them by name (STYLE.md: tui -> replay only)."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="replay.commands"):
+        if ep.name in cli.commands:
+            continue
+        try:
+            cli.add_command(ep.load(), ep.name)
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not take the CLI down
+            from replay.cli.output import error_console
+
+            error_console().print(f"[yellow]warning:[/] command {ep.name!r} could not load: {escape_text(str(exc))}")
 
 
 def main(argv: list[str] | None = None) -> int:
