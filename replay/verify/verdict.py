@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import os
+from collections.abc import Callable
 from typing import Any
 
 from replay.replayer.runner import DEFAULT_TIMEOUT_S, ReplayRun, run_replay
@@ -175,7 +176,8 @@ def reproduce(snapshot: str | os.PathLike[str], *, timeout_s: float = DEFAULT_TI
 
 
 def verify(
-    snapshot: str | os.PathLike[str], code_dirs: list[str], *, timeout_s: float = DEFAULT_TIMEOUT_S
+    snapshot: str | os.PathLike[str], code_dirs: list[str], *, timeout_s: float = DEFAULT_TIMEOUT_S,
+    progress: Callable[[str], None] | None = None,
 ) -> VerifyResult:
     """Verify a candidate against one snapshot (DESIGN.md section 6).
 
@@ -183,6 +185,8 @@ def verify(
         snapshot: The ``.rsnap`` file.
         code_dirs: Candidate code roots, first on ``sys.path``.
         timeout_s: Limit per replay, in seconds.
+        progress: Called with the phase starting (``baseline``, then ``candidate``): each is
+            one replay in a child process.
 
     Returns:
         A :class:`VerifyResult`; NOT_REPRODUCIBLE when the baseline does not reproduce.
@@ -191,12 +195,16 @@ def verify(
         SnapshotError: the file is missing or bad.
         UsageError: a code directory does not exist.
     """
+    if progress is not None:
+        progress("baseline")
     base = reproduce(snapshot, timeout_s=timeout_s)
     if base.verdict is Verdict.NOT_REPRODUCIBLE:
         return base
     with open_snapshot(snapshot) as snap:
         recorded = snap.outcome
         recorded_code = {f["path"]: f["sha256"] for f in snap.code_files}
+    if progress is not None:
+        progress("candidate")
     run = run_replay(snapshot, mode="keyed", code_dirs=code_dirs, timeout_s=timeout_s)
     changed = sorted(p for p, h in run.code.items() if recorded_code.get(p) != h)
     result = VerifyResult(
