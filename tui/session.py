@@ -73,6 +73,7 @@ class TraceSession:
         self.candidate: TraceFile | None = None
         self.trace_source = ""
         self.watches: list[Watch] = []
+        self._executed: dict[int, set[int]] = {}
         self.verify_result: Any = None
         """The last :class:`~replay.verify.verdict.VerifyResult` (its effects feed the diff)."""
 
@@ -259,12 +260,16 @@ class TraceSession:
     def executed_lines(self, code_id: int) -> set[int]:
         """Lines of a code object that ran anywhere in the trace (from the chunk summaries)."""
         assert self.trace is not None
+        cached = self._executed.get(code_id)
+        if cached is not None:
+            return cached
         lines: set[int] = set()
         for summary in self.trace.summaries:
             if code_id in summary[2]:
                 for key in summary[3]:
                     if key >> 24 == code_id:
                         lines.add(key & 0xFFFFFF)
+        self._executed[code_id] = lines
         return lines
 
     def breakpoint_lines(self, file: str) -> set[int]:

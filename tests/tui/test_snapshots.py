@@ -62,3 +62,21 @@ class TestVerify:
             await pilot.pause()
 
         assert snap_compare(build_app(sample, start="step"), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+class TestDiff:
+    def test_diff_at_the_first_divergence(self, snap_compare, sample, size):
+        """Original and candidate aligned by call tree, the first divergence highlighted."""
+        from tests.tui.conftest import REPO
+        from tui.screens.diff import DiffScreen
+
+        async def run_before(pilot):
+            await opened(pilot)
+            await pilot.press("d")
+            await wait_for(pilot, lambda: isinstance(pilot.app.screen, DiffScreen) and pilot.app.screen.diff)
+            await pilot.pause()
+
+        app = build_app(sample, code_dirs=["sample_snapshots/fixes/ai_clamp30"], start="step")
+        assert (REPO / "sample_snapshots/fixes/ai_clamp30").is_dir()
+        assert snap_compare(app, terminal_size=size, run_before=run_before)

@@ -14,7 +14,7 @@ from tui.screens.modals import ErrorModal, PickModal, PromptModal
 from tui.screens.step import StepScreen
 from tui.screens.summary import SummaryScreen
 from tui.widgets.lazylist import LazyList
-from tui.widgets.locals import LocalsTree
+from tui.widgets.locals import LocalsView
 from tui.widgets.source import SourceView
 from tui.widgets.timeline import Timeline
 
@@ -81,9 +81,9 @@ async def test_e_goes_to_the_exception_and_marks_it(sample):
         screen = app.screen
         source = screen.query_one(SourceView)
         assert source.failing and "✖" in str(source._render_row(source.current - 1))
-        tree = screen.query_one(LocalsTree)
-        labels = [str(n.label) for n in tree.root.children]
-        assert any(label.startswith("● <exception> = ValueError") for label in labels)
+        view = screen.query_one(LocalsView)
+        assert any(r.changed and r.text(False).startswith("<exception> = ValueError") for r in view.rows)
+        assert "● " in str(view._line(next(i for i, r in enumerate(view.rows) if r.changed)))
         await wait_for(pilot, lambda: screen._exception_step == ref.index)
 
 
@@ -97,9 +97,9 @@ async def test_locals_mark_what_the_last_step_changed(sample):
             ref.step_into()
             await pilot.pause()
             frame = ref.state().frame
-            labels = [str(n.label) for n in app.screen.query_one(LocalsTree).root.children]
-            marked = {label[2:].split(" = ")[0] for label in labels if label.startswith("●")}
-            assert marked == frame.changed
+            rows = app.screen.query_one(LocalsView).rows
+            assert {r.label for r in rows if r.changed} == frame.changed
+            assert {r.label for r in rows if r.depth == 0} == set(frame.locals)
 
 
 async def test_g_goes_to_a_step_a_position_and_an_interaction(sample):
@@ -200,7 +200,7 @@ async def test_selecting_a_caller_frame_shows_its_source_and_locals(sample):
         await pilot.pause()
         source = app.screen.query_one(SourceView)
         assert (source.file, source.current) == (caller.code.file, caller.line)
-        names = {str(n.label)[2:].split(" = ")[0] for n in app.screen.query_one(LocalsTree).root.children}
+        names = {r.label for r in app.screen.query_one(LocalsView).rows if r.depth == 0}
         assert names == set(caller.locals)
 
 
@@ -272,3 +272,23 @@ async def test_a_missing_snapshot_is_shown_not_swallowed(tmp_path):
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal))
         assert "nope.rsnap" in text_of(app.screen.query_one("#error-message"))
+
+
+async def test_a_container_local_expands_to_its_items_and_stays_open(sample):
+    app = build_app(sample, start="step")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await opened(pilot)
+        await pilot.press("e")
+        await pilot.pause()
+        view = app.screen.query_one(LocalsView)
+        i = next(i for i, r in enumerate(view.rows) if r.label == "<exception>")
+        assert view.rows[i].expandable
+        view.focus()
+        view.highlighted = i
+        await pilot.press("enter")
+        await pilot.pause()
+        kids = [r for r in view.rows if r.depth == 1]
+        assert kids and all(r.path.startswith("<exception>") for r in kids)
+        await pilot.press("S", "s")  # away and back: still open
+        await pilot.pause()
+        assert [r.path for r in view.rows if r.depth == 1] == [r.path for r in kids]

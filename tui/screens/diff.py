@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, ProgressBar, Static
+from textual.widgets import ProgressBar, Static
 from textual.worker import Worker, get_current_worker
 
 from replay.diff import DiffCancelledError, TraceDiff, diff_traces
@@ -21,6 +21,7 @@ from replay.replayer.tracefile import TraceFile
 from tui.screens.modals import report_failure, safe
 from tui.session import TraceSession
 from tui.widgets.lazylist import LazyList
+from tui.widgets.status import KeyBar
 
 _MARK = {"same": (" ", ""), "changed": ("~", "yellow"), "only_a": ("-", "red"), "only_b": ("+", "green")}
 _KIND = {"call": "→", "line": " ", "return": "←", "exception": "✖"}
@@ -63,7 +64,7 @@ class DiffScreen(Screen[None]):
             yield LazyList(lambda i: self._side(i, False), id="diff-b")
         with Vertical(id="diff-detail"):
             yield Static(id="diff-values")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one("#diff-a").border_title = "original (recorded code)"
@@ -186,6 +187,11 @@ class DiffScreen(Screen[None]):
             if lst is not event.lazy_list and lst.highlighted != event.index:
                 lst.highlighted = event.index
         self._detail(event.index)
+
+    @on(LazyList.Selected)
+    def selected(self, event: LazyList.Selected) -> None:
+        if event.x < 0:  # Enter; a click only moves the highlight
+            self.action_open_step()
 
     def _go(self, row: int | None, what: str) -> None:
         if row is None:

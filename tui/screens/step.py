@@ -18,7 +18,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Static
 from textual.worker import Worker, get_current_worker
 
 from replay.errors import ReplayError
@@ -26,8 +25,9 @@ from replay.replayer.tracefile import FrameState, State
 from tui.screens.modals import ErrorModal, PickModal, PromptModal, report_failure, safe
 from tui.session import TraceSession, parse_goto
 from tui.widgets.lazylist import LazyList
-from tui.widgets.locals import LocalsTree
+from tui.widgets.locals import LocalsView
 from tui.widgets.source import SourceView
+from tui.widgets.status import KeyBar, StatusBar
 from tui.widgets.timeline import Marks, Timeline
 
 _CHANNEL_STYLE = {"clock": "cyan", "random": "magenta", "uuid": "magenta", "http": "green", "db": "yellow",
@@ -65,6 +65,8 @@ class StepScreen(Screen[None]):
         self._tape_steps: dict[int, int] = {}
         self._exception_step: int | None = None
         self.last_move_ms = 0.0
+        self.redraws = 0
+        self.redrawn_at = 0.0
         """Milliseconds the last redraw took (the benchmark reads it)."""
 
     # ------------------------------------------------------------- layout
@@ -76,11 +78,11 @@ class StepScreen(Screen[None]):
                 yield LazyList(self._tape_row, id="tape")
             with Vertical(id="right"):
                 yield LazyList(self._stack_row, id="stack")
-                yield LocalsTree(id="locals")
+                yield LocalsView(id="locals")
                 yield LazyList(self._watch_row, id="watches")
         yield Timeline(id="timeline")
-        yield Static(id="status")
-        yield Footer()
+        yield StatusBar(id="status")
+        yield KeyBar()
 
     def on_resize(self) -> None:
         self.set_class(self.size.height < 32, "-small")
@@ -93,7 +95,7 @@ class StepScreen(Screen[None]):
         tape.set_rows(self.session.tape_length())
         tape.border_title = f"tape · {self.session.tape_summary()}"
         self.query_one("#stack", LazyList).border_title = "call stack"
-        self.query_one("#locals", LocalsTree).border_title = "locals"
+        self.query_one("#locals", LocalsView).border_title = "locals"
         watches = self.query_one("#watches", LazyList)
         watches.border_title = "watches · w to add"
         self._find_exception()
@@ -145,8 +147,8 @@ class StepScreen(Screen[None]):
         stack = self.query_one("#stack", LazyList)
         stack.set_rows(len(frames))
         stack.highlighted = self.frame_offset
-        locals_view = self.query_one("#locals", LocalsTree)
-        locals_view.show(frame.locals, frame.changed)
+        locals_view = self.query_one("#locals", LocalsView)
+        locals_view.show(frame.locals, frame.changed if self.frame_offset == 0 else set())
         locals_view.border_title = f"locals · {safe(frame.code.qualname)}"
         tape = self.query_one("#tape", LazyList)
         made = trace.interactions_of(step.index)
@@ -158,6 +160,8 @@ class StepScreen(Screen[None]):
         watches.set_class(not self.session.watches, "-empty")
         self._update_timeline()
         self.last_move_ms = (time.perf_counter() - started) * 1000
+        self.redraws += 1
+        self.redrawn_at = time.perf_counter()
         self._update_status()
 
     def _update_timeline(self) -> None:
@@ -185,7 +189,7 @@ class StepScreen(Screen[None]):
         else:
             text.append(" · outcome: ", style="dim")
             text.append(safe(outcome)[:120], style="red" if self.session.failed() else "green")
-        self.query_one("#status", Static).update(text)
+        self.query_one("#status", StatusBar).show(text)
 
     def _frame_rows(self) -> list[FrameState]:
         return list(reversed(self.state.frames)) if self.state else []

@@ -9,10 +9,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, LoadingIndicator, Static
+from textual.widgets import LoadingIndicator, Static
 
 from tui.screens.modals import safe
 from tui.session import TraceSession
+from tui.widgets.status import KeyBar
 
 
 class SummaryScreen(Screen[None]):
@@ -41,7 +42,7 @@ class SummaryScreen(Screen[None]):
                 yield Static(id="summary")
             yield Static(id="trace-state")
             yield LoadingIndicator(id="loading")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one("#summary-box").border_title = "snapshot"

@@ -12,12 +12,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Input, Label, ProgressBar, Static
+from textual.widgets import Button, Input, Label, ProgressBar, Static
 from textual.worker import Worker, get_current_worker
 
 from replay.verify.verdict import FAILING_VERDICTS, Verdict, VerifyResult
 from tui.screens.modals import report_failure, safe
 from tui.session import TraceSession
+from tui.widgets.status import KeyBar
 
 _PHASES = {"baseline": "1/2 replaying the recorded code (must reproduce the recorded outcome)",
            "candidate": "2/2 replaying the candidate code"}
@@ -63,7 +64,7 @@ class VerifyScreen(Screen[None]):
                                   "in a sandbox: against the recorded code, then against the candidate.",
                                   style="dim"), id="verify-verdict")
             yield Button("Open diff (original vs candidate)", id="diff-button", disabled=True)
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one("#verify-result").border_title = "verdict"

@@ -38,7 +38,7 @@ class LazyList(ScrollView, can_focus=True):
     """
 
     DEFAULT_CSS = """
-    LazyList { height: 1fr; }
+    LazyList { height: 1fr; scrollbar-size-vertical: 1; scrollbar-size-horizontal: 1; }
     LazyList > .lazylist--highlight { background: $accent 40%; }
     LazyList:focus > .lazylist--highlight { background: $accent 70%; text-style: bold; }
     """
@@ -100,14 +100,30 @@ class LazyList(ScrollView, can_focus=True):
         if width is not None:
             self._width = width
         self._count = count
-        self.virtual_size = Size(self._width, count)
+        self._resize_virtual()
         if self.highlighted >= count:
             self.highlighted = count - 1
         self.refresh_rows()
 
+    def _resize_virtual(self) -> None:
+        # Never smaller than the widget: a list that fits keeps one virtual size, and setting
+        # virtual_size to a new value re-lays out the whole screen (tens of milliseconds).
+        size = Size(self._width, max(self._count, self.size.height))
+        if size != self.virtual_size:
+            self.virtual_size = size
+
+    def on_resize(self) -> None:
+        self._resize_virtual()
+
     def refresh_rows(self) -> None:
         """Forget drawn rows (their content changed) and redraw."""
         self._cache.clear()
+        self.refresh()
+
+    def invalidate(self, indices: set[int]) -> None:
+        """Forget the drawn rows ``indices`` only (the others did not change) and redraw."""
+        for key in [k for k in self._cache if k[0] in indices]:
+            del self._cache[key]
         self.refresh()
 
     # ------------------------------------------------------------- drawing
@@ -146,7 +162,7 @@ class LazyList(ScrollView, can_focus=True):
     # ------------------------------------------------------------- moving
 
     def watch_highlighted(self, old: int, new: int) -> None:
-        self.refresh_rows()
+        self.refresh()  # the cache is keyed by highlight: only the two rows are drawn again
         if new >= 0:
             self.scroll_to_row(new)
         if old != new:

@@ -1,15 +1,21 @@
-"""Locals of the selected frame as a tree: values the last step changed are marked, and
-containers and objects expand to their recorded items and fields (display codec nodes)."""
+"""Locals of the selected frame: ``name = value`` rows, values the last step changed marked,
+containers and objects expandable to their recorded items and fields (display codec nodes).
+
+A virtualised list rather than a ``Tree``: rebuilding a tree re-lays out the screen on every
+step, which costs more than the step itself; here a move redraws only the visible rows.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from rich.text import Text
-from textual.widgets import Tree
-from textual.widgets.tree import TreeNode
+from textual import on
+from textual.binding import Binding
 
 from replay.snapshot.codec import render
+from tui.widgets.lazylist import LazyList
 
 _SEQUENCES = {"l": "list", "t": "tuple", "s": "set", "f": "frozenset"}
 _MAX_CHILDREN = 200
@@ -37,6 +43,8 @@ def children(node: Any) -> list[tuple[str, Any]]:
             out.append((f".{rest[i]}", rest[i + 1] if i + 1 < len(rest) else None))
     elif tag == "nt":
         out = [(f"[{i}]", item) for i, item in enumerate(rest[1:])]
+    elif tag == "exc" and len(rest) > 1 and isinstance(rest[1], list):
+        out = [(f".args[{i}]", item) for i, item in enumerate(rest[1])]
     return out[:_MAX_CHILDREN]
 
 
@@ -44,58 +52,85 @@ def _safe(text: str) -> str:
     return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-class LocalsTree(Tree[Any]):
-    """Name = value rows; expanded paths survive moving the cursor."""
+@dataclass(frozen=True)
+class LocalRow:
+    """One visible row: a local, or an item or field of an expanded one."""
 
-    DEFAULT_CSS = """
-    LocalsTree { background: $surface; }
-    """
+    path: str
+    label: str
+    node: Any
+    depth: int
+    changed: bool
+    expandable: bool
+
+    def text(self, expanded: bool) -> str:
+        """``name = value`` as plain text (what the row shows, without its marks)."""
+        return f"{self.label} = {render(self.node, width=160)}"
+
+
+class LocalsView(LazyList):
+    """Name = value rows; Enter or a click opens and closes containers; the paths that are open
+    stay open as the cursor moves."""
+
+    BINDINGS = [Binding("right,l", "expand(True)", "Open", show=False),
+                Binding("left,h", "expand(False)", "Close", show=False)]
 
     def __init__(self, **kwargs: Any):
-        super().__init__("locals", **kwargs)
-        self.show_root = False
-        self.guide_depth = 2
-        self._expanded: set[str] = set()
+        super().__init__(self._row_text, **kwargs)
+        self.rows: list[LocalRow] = []
+        self.expanded: set[str] = set()
+        self._values: dict[str, Any] = {}
+        self._changed: set[str] = set()
 
     def show(self, values: dict[str, Any], changed: set[str]) -> None:
         """Show ``values`` (name -> node); names in ``changed`` are marked."""
-        self._remember(self.root, "")
-        self.clear()
-        names = sorted(values, key=lambda n: (n.startswith("<"), n))
-        if not names:
-            self.root.add_leaf(Text("(no locals)", style="italic dim"))
-        for name in names:
-            self._add(self.root, name, values[name], name, name in changed, depth=0)
-        self.root.expand()
-
-    def _remember(self, node: TreeNode[Any], path: str) -> None:
-        for child in node.children:
-            key = child.data[0] if child.data else ""
-            if child.is_expanded:
-                self._expanded.add(key)
-            elif key in self._expanded:
-                self._expanded.discard(key)
-            self._remember(child, key)
-
-    def _add(self, parent: TreeNode[Any], label: str, node: Any, path: str, changed: bool, depth: int) -> None:
-        mark = Text("● ", style="bold yellow") if changed else Text("  ")
-        name_style = "bold yellow" if changed else ("magenta" if label.startswith("<") else "cyan")
-        text = Text.assemble(mark, (_safe(label), name_style), " = ", _safe(render(node, width=160)))
-        if not children(node):
-            parent.add_leaf(text, data=(path, node, depth))
+        if values == self._values and changed == self._changed and self.rows:
             return
-        branch = parent.add(text, data=(path, node, depth))
-        if path in self._expanded:
-            self._fill(branch)
-            branch.expand()
+        self._values, self._changed = values, changed
+        self._rebuild()
 
-    def _fill(self, branch: TreeNode[Any]) -> None:
-        """Add a branch's children (only when it is opened: values can nest deeply)."""
-        if branch.children or not branch.data:
+    def _rebuild(self) -> None:
+        rows: list[LocalRow] = []
+        for name in sorted(self._values, key=lambda n: (n.startswith("<"), n)):
+            self._add(rows, name, self._values[name], name, 0, name in self._changed)
+        self.rows = rows
+        self.set_rows(len(rows) if rows else 1)
+
+    def _add(self, rows: list[LocalRow], label: str, node: Any, path: str, depth: int, changed: bool) -> None:
+        kids = children(node) if depth < 12 else []
+        rows.append(LocalRow(path, label, node, depth, changed, bool(kids)))
+        if kids and path in self.expanded:
+            for child_label, child in kids:
+                self._add(rows, child_label, child, path + child_label, depth + 1, False)
+
+    def _row_text(self, i: int) -> Text:
+        if not self.rows:
+            return Text("(no locals)", style="italic dim")
+        row = self.rows[i]
+        arrow = ("▼ " if row.path in self.expanded else "▶ ") if row.expandable else "  "
+        mark = Text("● ", style="bold yellow") if row.changed else Text("  ")
+        name_style = "bold yellow" if row.changed else ("magenta" if row.label.startswith("<") else "cyan")
+        return Text.assemble("  " * row.depth, mark, (arrow, "dim"), (_safe(row.label), name_style), " = ",
+                             _safe(render(row.node, width=160)))
+
+    def toggle(self, i: int, open_: bool | None = None) -> None:
+        """Open or close row ``i`` (a container or object)."""
+        if not 0 <= i < len(self.rows) or not self.rows[i].expandable:
             return
-        path, node, depth = branch.data
-        for child_label, child in children(node):
-            self._add(branch, child_label, child, f"{path}{child_label}", False, depth + 1)
+        path = self.rows[i].path
+        want = path not in self.expanded if open_ is None else open_
+        if want:
+            self.expanded.add(path)
+        else:
+            self.expanded.discard(path)
+        self._rebuild()
+        self.highlighted = i
 
-    def on_tree_node_expanded(self, event: Tree.NodeExpanded[Any]) -> None:
-        self._fill(event.node)
+    def action_expand(self, open_: bool) -> None:
+        self.toggle(self.highlighted, open_)
+
+    @on(LazyList.Selected)
+    def _selected(self, event: LazyList.Selected) -> None:
+        if event.lazy_list is self:
+            event.stop()
+            self.toggle(event.index)

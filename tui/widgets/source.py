@@ -61,8 +61,12 @@ class SourceView(LazyList):
                                                                  style="italic dim"),)
             width = max((t.cell_len for t in self.lines), default=0) + GUTTER
             self.set_rows(len(self.lines), width=width)
+            self.executed = set()  # forces a full redraw below
+        if (executed, breakpoints) != (self.executed, self.breakpoints):
+            self.refresh_rows()
+        else:  # only the old and new current lines change their gutter
+            self.invalidate({self.current - 1, current - 1})
         self.current, self.executed, self.breakpoints, self.failing = current, executed, breakpoints, failing
-        self.refresh_rows()
         if 1 <= current <= len(self.lines):
             self.highlighted = current - 1
 
