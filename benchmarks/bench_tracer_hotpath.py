@@ -11,11 +11,11 @@ call-heavy programs ``bench_trace.py`` replays). Each is traced under
 * ``noop``: a ``sys.settrace`` function that returns itself on every event and records
   nothing (``tracer.NoopTracer``); it traces library code too, so its figure is the speed at
   which a do-nothing tracer gets through the same work, in the real trace's steps;
-* ``python``: ``SettraceTracer`` as with ``REPLAY_PURE_TRACER=1``: the pure-Python closure
-  (and, when tracer.py has it, the pure-Python chunk columns);
-* ``c``: ``SettraceTracer`` with ``_fastline.LocalTracer`` as every in-scope frame's trace
-  function (patched in, so this works before and after tracer.py uses it by itself), the
-  rest as tracer.py does by default;
+* ``python``: ``SettraceTracer`` as with ``REPLAY_PURE_TRACER=1``: the pure-Python closure,
+  display, chunk and change columns, no fingerprints (for the hooks tracer.py has);
+* ``c``: ``SettraceTracer`` as tracer.py makes it by default: ``_fastline.LocalTracer`` as
+  every in-scope frame's trace function (patched in when tracer.py does not pick it by
+  itself), the C display (``_fastline.Display``), fingerprints and chunk columns;
 
 each writing a real trace file (a fresh ``TraceRecorder`` per run, in a temporary directory).
 Printed per program and mode: the median steps/s over ``--repeats`` runs (wall time from
@@ -83,7 +83,7 @@ def run_once(program: Path, n: int, mode: str, out: str, split: bool = False) ->
     in ``display``."""
     rec = tracer.TraceRecorder(out, tracer.Scope([str(program.parent)]))
     spent = {"flush": 0.0, "display": 0.0}
-    real_flush, real_display = rec.flush, tracer.display
+    real_flush = rec.flush
 
     def timed_flush() -> None:
         t0 = time.perf_counter()
@@ -98,14 +98,21 @@ def run_once(program: Path, n: int, mode: str, out: str, split: bool = False) ->
             spent["display"] += time.perf_counter() - t0
 
     rec.flush = timed_flush  # type: ignore[method-assign]
-    hooks = ("line_tracer", "_LocalTracer", "_chunk_columns", "display")
+    hooks = ("line_tracer", "_LocalTracer", "_chunk_columns", "_change_columns", "_display_fingerprint", "display",
+             "_snapshot_locals_c", "_add_hits")
     saved = {name: tracer.__dict__[name] for name in hooks if name in tracer.__dict__}
     if mode == "c":
-        tracer.line_tracer = _c_line_tracer
+        if getattr(tracer, "_LocalTracer", None) is None:  # a tracer.py that does not use it by itself
+            tracer.line_tracer = _c_line_tracer
     else:  # tracer.py's pure mode (REPLAY_PURE_TRACER=1), for the hooks it has
         tracer._LocalTracer = None  # type: ignore[attr-defined]
-        if hasattr(tracer, "_chunk_columns_py"):
-            tracer._chunk_columns = tracer._chunk_columns_py  # type: ignore[attr-defined]
+        for name in ("_chunk_columns", "_change_columns", "_add_hits", "display"):
+            if hasattr(tracer, name + "_py"):
+                setattr(tracer, name, getattr(tracer, name + "_py"))
+        for name in ("_display_fingerprint", "_snapshot_locals_c"):
+            if hasattr(tracer, name):
+                setattr(tracer, name, None)
+    real_display = tracer.display
     if split:
         tracer.display = timed_display
     try:

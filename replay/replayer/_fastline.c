@@ -66,6 +66,7 @@ static PyObject *s_line, *s_return, *s_exception, *s_base, *s_flush, *s_pop, *s_
     *s_f_lineno, *s_f_locals, *s_code, *s_effects, *s_cid, *s_serial, *s_depth, *s_values,
     *s_nodes, *s_index, *s_steps, *s_changes, *s_diff, *s_stopped, *s_failed, *s_fps, *s_placeholder, *s_unreadable;
 static PyObject *kind_line, *kind_return;
+static PyObject *s_frame, *s_return_name, *s_act_end, *s_stack, *s_live;
 
 typedef struct {
     PyObject_HEAD
@@ -82,6 +83,11 @@ typedef struct {
     PyObject *line_descr;           /* type(act).line when its slot is used directly, else NULL */
     PyMemberDef *line_member;       /* its member definition (kept alive by line_descr) */
     Py_ssize_t chunk_last;          /* chunk_steps - 1 */
+    PyObject *kinds;                /* tracer._TYPE_KINDS (fingerprints walked here first), or NULL */
+    PyObject *returning;            /* tracer._returning: return events recorded here, or NULL */
+    PyObject *act_end, *stack, *live;  /* rec._act_end, ts.stack, rec.live (with returning) */
+    PyObject *frame_descr;          /* type(act).frame when its slot is used directly, else NULL */
+    PyMemberDef *frame_member;
 } LocalTracer;
 
 /* ------------------------------------------------------------------ display fingerprint */
@@ -902,6 +908,779 @@ find_python_class_slots(void)
     return 0;
 }
 
+/* ------------------------------------------------------------------ display encoding */
+
+/* ``Display(fallback, kinds=None)``: a callable that returns tracer.display(value), the node of
+ * Encoder(DISPLAY).encode(value) (replay/snapshot/encoding.py), built in C for the values it
+ * knows and by ``fallback(value)`` (the Python display) for all others. Known: None, bool,
+ * float, int (in int64/uint64 range the int itself, else ["i", str(v)]), str (cut to
+ * DN_MAX_STR characters as ["S", head, length], with escaped surrogates in a cut head; lone
+ * surrogates as ["su", utf-8 with surrogatepass]), bytes and bytearray (cut to FP_MAX_BYTES
+ * as ["B", head, length]), the exact types list, tuple, dict, set and frozenset (sets of
+ * leaves only: sorted as sorted() sorts them, else in iteration order), bytearray, the depth
+ * cut ["...", type_path(cls)] and back references ["@", n]; and, when ``kinds`` (the
+ * fingerprint's table, tracer._TYPE_KINDS) describes the type, objects as the fingerprint
+ * reads them: KIND_PLAIN and KIND_SLOTTED ["obj", ...], KIND_DATACLASS ["dc", ...],
+ * KIND_NAMEDTUPLE ["nt", ...], KIND_CLASS ["type", path] and the KIND_OPAQUE placeholders of
+ * types implemented in C or subclasses of built-in value types. A value graph that holds
+ * anything else (a subclass of a built-in container, an enum, a datetime, an exception, a
+ * type whose naming or attribute lookup is customised, ...) is encoded by ``fallback``
+ * whole, as is any value whose encoding here fails (the fallback then fails alike and makes
+ * its placeholder). No Python code runs during the C walk (the collector is off while it runs).
+ *
+ * Attributes ``encoded`` and ``fallbacks`` count the calls answered here and by the fallback
+ * (benchmarks and tests read them). */
+
+#define DN_MAX_STR 200    /* encoding.DISPLAY: max_str */
+
+static PyObject *t_list, *t_tuple, *t_dict, *t_set, *t_frozenset, *t_ba, *t_ref, *t_more, *t_bigint,
+    *t_cut_str, *t_surrogates, *t_cut_bytes, *t_deep, *t_obj, *t_dc, *t_nt, *t_type,
+    *r_resource, *s_module_attr;
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *fallback;   /* the Python display */
+    PyObject *kinds;      /* tracer._TYPE_KINDS, or NULL: objects always fall back */
+    PyObject *nodes;      /* node_of's nodes by fingerprint (a dict, oldest first) */
+    Py_ssize_t encoded, fallbacks;
+} Display;
+
+#define DN_MAX_NODES 64   /* tracer._MAX_NODES */
+
+static int is_unreadable(PyObject *node);
+
+static PyTypeObject DisplayType;
+
+static PyObject *dn_enc(FpWalk *w, PyObject *v, int depth);
+
+/* [a, b] or [a, b, c] (the items stolen; NULL items fail the whole). */
+static PyObject *
+dn_list(Py_ssize_t n, PyObject *a, PyObject *b, PyObject *c)
+{
+    PyObject *items[3] = {a, b, c};
+    PyObject *node = NULL;
+    if (a != NULL && b != NULL && (n == 2 || c != NULL)) {
+        node = PyList_New(n);
+    }
+    for (Py_ssize_t i = 0; i < 3; i++) {
+        if (i < n && node != NULL) {
+            PyList_SET_ITEM(node, i, items[i]);
+        }
+        else {
+            Py_XDECREF(items[i]);
+        }
+    }
+    return node;
+}
+
+/* True if the str holds a lone surrogate (what str.encode("utf-8") refuses). */
+static int
+dn_has_surrogates(PyObject *s)
+{
+    if (PyUnicode_IS_ASCII(s) || PyUnicode_KIND(s) == PyUnicode_1BYTE_KIND) {
+        return 0;
+    }
+    int kind = PyUnicode_KIND(s);
+    const void *data = PyUnicode_DATA(s);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 ch = PyUnicode_READ(kind, data, i);
+        if (ch >= 0xD800 && ch <= 0xDFFF) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Encoder._enc of a str under DISPLAY. */
+static PyObject *
+dn_str(PyObject *v)
+{
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(v) < 0) {
+        return NULL;
+    }
+#endif
+    Py_ssize_t n = PyUnicode_GET_LENGTH(v);
+    if (n > DN_MAX_STR) {
+        PyObject *cut = PyUnicode_Substring(v, 0, DN_MAX_STR);
+        if (cut != NULL && dn_has_surrogates(cut)) {  /* shown, not rebuilt: escape surrogates */
+            PyObject *raw = PyUnicode_AsEncodedString(cut, "utf-8", "backslashreplace");
+            Py_SETREF(cut, raw != NULL ? PyUnicode_DecodeUTF8(PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), NULL)
+                                       : NULL);
+            Py_XDECREF(raw);
+        }
+        return dn_list(3, Py_NewRef(t_cut_str), cut, PyLong_FromSsize_t(n));
+    }
+    if (dn_has_surrogates(v)) {
+        return dn_list(2, Py_NewRef(t_surrogates), PyUnicode_AsEncodedString(v, "utf-8", "surrogatepass"), NULL);
+    }
+    return Py_NewRef(v);
+}
+
+/* ["+", rest]: the items a container's node leaves out. */
+static PyObject *
+dn_more(Py_ssize_t rest)
+{
+    return dn_list(2, Py_NewRef(t_more), PyLong_FromSsize_t(rest), NULL);
+}
+
+/* cls.__module__ and cls.__qualname__ (new references) as the class's attribute lookup reads
+ * them, -1 when that lookup may be customised (a metaclass other than ``type`` whose class
+ * ``kinds`` does not hold: the fingerprint's classification checked the names of the classes
+ * it holds) or a name is not an exact str (f-strings would format it), no exception set; -1
+ * with one on error. */
+static int
+dn_type_names(FpWalk *w, PyTypeObject *tp, PyObject **module, PyObject **qualname)
+{
+    if (Py_TYPE(tp) != &PyType_Type) {
+        PyObject *kind;
+        if (w->kinds == NULL || fp_kind(w, tp, &kind) != FP_OK) {
+            return -1;
+        }
+    }
+    if (!(tp->tp_flags & Py_TPFLAGS_HEAPTYPE)) {  /* type_module() and type_qualname() */
+        const char *dot = strrchr(tp->tp_name, '.');
+        *module = dot != NULL ? PyUnicode_DecodeUTF8(tp->tp_name, (Py_ssize_t)(dot - tp->tp_name), NULL)
+                              : PyUnicode_FromString("builtins");
+        *qualname = *module != NULL ? PyUnicode_FromString(dot != NULL ? dot + 1 : tp->tp_name) : NULL;
+        if (*qualname == NULL) {
+            Py_CLEAR(*module);
+            return -1;
+        }
+        return 0;
+    }
+    PyObject *mod = PyDict_GetItemWithError(tp->tp_dict, s_module_attr);
+    PyObject *qual = ((PyHeapTypeObject *)tp)->ht_qualname;
+    if (mod == NULL || !PyUnicode_CheckExact(mod) || qual == NULL || !PyUnicode_CheckExact(qual)) {
+        return -1;
+    }
+    *module = Py_NewRef(mod);
+    *qualname = Py_NewRef(qual);
+    return 0;
+}
+
+/* type_path(tp): "module:qualname" (new reference), or NULL (see dn_type_names). */
+static PyObject *
+dn_type_path(FpWalk *w, PyTypeObject *tp)
+{
+    PyObject *module, *qualname;
+    if (dn_type_names(w, tp, &module, &qualname) < 0) {
+        return NULL;
+    }
+    PyObject *path = PyUnicode_FromFormat("%U:%U", module, qualname);
+    Py_DECREF(module);
+    Py_DECREF(qualname);
+    return path;
+}
+
+/* A node of ``head`` items (given, stolen) then the first FP_MAX_ITEMS of n items encoded at
+ * depth + 1, then ["+", rest] when some are left out (Encoder._items). */
+static PyObject *
+dn_sequence(FpWalk *w, PyObject *tag, PyObject *path, PyObject *const *items, Py_ssize_t n, int depth)
+{
+    Py_ssize_t head = path != NULL ? 2 : 1, shown = n < FP_MAX_ITEMS ? n : FP_MAX_ITEMS;
+    PyObject *node = PyList_New(head + shown + (n > shown));
+    if (node == NULL) {
+        Py_XDECREF(path);
+        return NULL;
+    }
+    PyList_SET_ITEM(node, 0, Py_NewRef(tag));
+    if (path != NULL) {
+        PyList_SET_ITEM(node, 1, path);
+    }
+    for (Py_ssize_t i = 0; i < shown; i++) {
+        PyObject *item = dn_enc(w, items[i], depth + 1);
+        if (item == NULL) {
+            Py_DECREF(node);
+            return NULL;
+        }
+        PyList_SET_ITEM(node, head + i, item);
+    }
+    if (n > shown) {
+        PyObject *more = dn_more(n - shown);
+        if (more == NULL) {
+            Py_DECREF(node);
+            return NULL;
+        }
+        PyList_SET_ITEM(node, head + shown, more);
+    }
+    return node;
+}
+
+/* ["d", k, v, ...]: the first FP_MAX_ITEMS entries (Encoder._dict_items). */
+static PyObject *
+dn_dict(FpWalk *w, PyObject *v, int depth)
+{
+    Py_ssize_t n = PyDict_GET_SIZE(v), shown = n < FP_MAX_ITEMS ? n : FP_MAX_ITEMS;
+    PyObject *node = PyList_New(1 + 2 * shown + (n > shown)), *key, *value;
+    if (node == NULL) {
+        return NULL;
+    }
+    PyList_SET_ITEM(node, 0, Py_NewRef(t_dict));
+    Py_ssize_t pos = 0;
+    for (Py_ssize_t i = 0; i < shown; i++) {
+        PyObject *k, *x;
+        if (!PyDict_Next(v, &pos, &key, &value) || (k = dn_enc(w, key, depth + 1)) == NULL) {
+            Py_DECREF(node);
+            return NULL;
+        }
+        PyList_SET_ITEM(node, 1 + 2 * i, k);
+        if ((x = dn_enc(w, value, depth + 1)) == NULL) {
+            Py_DECREF(node);
+            return NULL;
+        }
+        PyList_SET_ITEM(node, 2 + 2 * i, x);
+    }
+    if (n > shown) {
+        PyObject *more = dn_more(n - shown);
+        if (more == NULL) {
+            Py_DECREF(node);
+            return NULL;
+        }
+        PyList_SET_ITEM(node, 1 + 2 * shown, more);
+    }
+    return node;
+}
+
+/* True for the leaves Encoder._enc returns before its depth cut whose order sorted() decides
+ * without running Python code (the C comparisons of None, bool, int, float, str, bytes). */
+static int
+dn_sortable_leaf(PyObject *v)
+{
+    PyTypeObject *tp = Py_TYPE(v);
+    return v == Py_None || tp == &PyBool_Type || tp == &PyLong_Type || tp == &PyFloat_Type
+           || tp == &PyUnicode_Type || tp == &PyBytes_Type;
+}
+
+/* ["s" or "f", item, ...]: Encoder's _stable order (sorted if the items sort, else iteration
+ * order), sets of such leaves only. */
+static PyObject *
+dn_set(FpWalk *w, PyObject *tag, PyObject *v, int depth)
+{
+    PyObject *items = PySequence_List(v);
+    if (items == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!dn_sortable_leaf(PyList_GET_ITEM(items, i))) {
+            Py_DECREF(items);
+            return NULL;  /* unknown: sorting may run their code */
+        }
+    }
+    PyObject *order = PyList_GetSlice(items, 0, n);
+    if (order == NULL) {
+        Py_DECREF(items);
+        return NULL;
+    }
+    if (PyList_Sort(order) < 0) {  /* unorderable (TypeError): the iteration order */
+        if (!PyErr_ExceptionMatches(PyExc_TypeError)) {
+            Py_DECREF(order);
+            Py_DECREF(items);
+            return NULL;
+        }
+        PyErr_Clear();
+        Py_SETREF(order, Py_NewRef(items));
+    }
+    Py_DECREF(items);
+    PyObject *node = dn_sequence(w, tag, NULL, PySequence_Fast_ITEMS(order), n, depth);
+    Py_DECREF(order);
+    return node;
+}
+
+/* ["?", path, "<module.qualname object>", "an operating-system resource or a type implemented
+ * in C"] of a KIND_OPAQUE type with a base implemented in C (functions, modules, C types:
+ * Encoder._plain_object's placeholder); NULL for the others: subclasses of built-in values and
+ * containers (Encoder._enc_other's own placeholder) and types defined in Python (whose reason
+ * depends on the resource classes of encoding._RESOURCE_TYPES). */
+static PyObject *
+dn_opaque(FpWalk *w, PyTypeObject *tp)
+{
+    PyObject *mro = tp->tp_mro;
+    int plain = mro != NULL && PyTuple_CheckExact(mro);
+    for (Py_ssize_t i = 0; plain && i < PyTuple_GET_SIZE(mro) - 1; i++) {
+        plain = (((PyTypeObject *)PyTuple_GET_ITEM(mro, i))->tp_flags & Py_TPFLAGS_HEAPTYPE) != 0;
+    }
+    if (plain || mro == NULL) {
+        return NULL;
+    }
+    static PyTypeObject *const builtins[] = {
+        &PyLong_Type, &PyFloat_Type, &PyUnicode_Type, &PyBytes_Type, &PyList_Type, &PyTuple_Type,
+        &PyDict_Type, &PySet_Type, &PyFrozenSet_Type, &PyByteArray_Type,
+    };
+    for (size_t i = 0; i < sizeof(builtins) / sizeof(builtins[0]); i++) {
+        if (PyType_IsSubtype(tp, builtins[i])) {
+            return NULL;  /* a subclass of a built-in value or container: the fallback's */
+        }
+    }
+    PyObject *module, *qualname;
+    if (dn_type_names(w, tp, &module, &qualname) < 0) {
+        return NULL;
+    }
+    PyObject *path = PyUnicode_FromFormat("%U:%U", module, qualname);
+    PyObject *shown = PyUnicode_FromFormat("<%U.%U object>", module, qualname);  /* _address_repr */
+    Py_DECREF(module);
+    Py_DECREF(qualname);
+    PyObject *node = shown != NULL ? PyList_New(4) : NULL;
+    if (node == NULL || path == NULL) {
+        Py_XDECREF(node);
+        Py_XDECREF(path);
+        Py_XDECREF(shown);
+        return NULL;
+    }
+    PyList_SET_ITEM(node, 0, Py_NewRef(s_placeholder));
+    PyList_SET_ITEM(node, 1, path);
+    PyList_SET_ITEM(node, 2, shown);
+    PyList_SET_ITEM(node, 3, Py_NewRef(r_resource));
+    return node;
+}
+
+/* Append name, enc(value) to node; 0 or -1. */
+static int
+dn_field(FpWalk *w, PyObject *node, PyObject *name, PyObject *value, int depth)
+{
+    PyObject *item = dn_enc(w, value, depth + 1);
+    if (item == NULL) {
+        return -1;
+    }
+    int rc = PyList_Append(node, name);
+    if (rc == 0) {
+        rc = PyList_Append(node, item);
+    }
+    Py_DECREF(item);
+    return rc;
+}
+
+/* ["obj", path, name, value, ...] (Encoder._plain_object): the instance dict's items (when
+ * ``with_dict``), then the set slots of ``slots`` ((name, member) pairs, or NULL), the first
+ * FP_MAX_ITEMS of them and ["+", rest]. */
+static PyObject *
+dn_object(FpWalk *w, PyObject *v, int with_dict, PyObject *slots, int depth)
+{
+    int rc = FP_OK;
+    PyObject *fields = NULL, *name, *value, *node = NULL;
+    if (with_dict && (fields = fp_instance_dict(v, &rc)) == NULL) {
+        return NULL;
+    }
+    Py_ssize_t count = fields != NULL ? PyDict_GET_SIZE(fields) : 0;
+    Py_ssize_t nslots = slots != NULL ? PyTuple_GET_SIZE(slots) : 0;
+    for (Py_ssize_t i = 0; rc == FP_OK && i < nslots; i++) {
+        PyObject *slot = PyTuple_GET_ITEM(slots, i);
+        if (!PyTuple_CheckExact(slot) || PyTuple_GET_SIZE(slot) != 2 || !PyUnicode_CheckExact(PyTuple_GET_ITEM(slot, 0))) {
+            rc = FP_NONE;
+        }
+        else if (fp_slot(v, PyTuple_GET_ITEM(slot, 1), &rc) != NULL) {
+            count++;
+        }
+    }
+    PyObject *path = rc == FP_OK ? dn_type_path(w, Py_TYPE(v)) : NULL;
+    if (path != NULL) {
+        node = PyList_New(2);
+    }
+    if (node == NULL) {
+        Py_XDECREF(path);
+        Py_XDECREF(fields);
+        return NULL;
+    }
+    PyList_SET_ITEM(node, 0, Py_NewRef(t_obj));
+    PyList_SET_ITEM(node, 1, path);
+    Py_ssize_t pos = 0, shown = 0;
+    while (rc == FP_OK && shown < FP_MAX_ITEMS && fields != NULL && PyDict_Next(fields, &pos, &name, &value)) {
+        rc = dn_field(w, node, name, value, depth) < 0 ? FP_ERROR : FP_OK;
+        shown++;
+    }
+    for (Py_ssize_t i = 0; rc == FP_OK && shown < FP_MAX_ITEMS && i < nslots; i++) {
+        PyObject *slot = PyTuple_GET_ITEM(slots, i);
+        if ((value = fp_slot(v, PyTuple_GET_ITEM(slot, 1), &rc)) != NULL) {
+            rc = dn_field(w, node, PyTuple_GET_ITEM(slot, 0), value, depth) < 0 ? FP_ERROR : FP_OK;
+            shown++;
+        }
+    }
+    Py_XDECREF(fields);
+    if (rc == FP_OK && count > shown) {
+        PyObject *more = dn_more(count - shown);
+        rc = more != NULL && PyList_Append(node, more) == 0 ? FP_OK : FP_ERROR;
+        Py_XDECREF(more);
+    }
+    if (rc != FP_OK) {
+        Py_DECREF(node);
+        return NULL;
+    }
+    return node;
+}
+
+/* ["dc", path, name, value, ...] (Encoder._enc_other): every field of ``spec``, read as
+ * fp_dataclass reads it. */
+static PyObject *
+dn_dataclass(FpWalk *w, PyObject *v, PyObject *spec, int depth)
+{
+    PyObject *path = dn_type_path(w, Py_TYPE(v));
+    PyObject *node = path != NULL ? PyList_New(2) : NULL, *fields = NULL;
+    if (node == NULL) {
+        Py_XDECREF(path);
+        return NULL;
+    }
+    PyList_SET_ITEM(node, 0, Py_NewRef(t_dc));
+    PyList_SET_ITEM(node, 1, path);
+    int rc = FP_OK;
+    for (Py_ssize_t i = 0; rc == FP_OK && i < PyTuple_GET_SIZE(spec); i++) {
+        PyObject *field = PyTuple_GET_ITEM(spec, i), *name, *where, *value;
+        if (!PyTuple_CheckExact(field) || PyTuple_GET_SIZE(field) != 2
+                || !PyUnicode_CheckExact(name = PyTuple_GET_ITEM(field, 0))) {
+            rc = FP_NONE;
+            break;
+        }
+        where = PyTuple_GET_ITEM(field, 1);
+        if (where != Py_None) {
+            value = fp_slot(v, where, &rc);
+            if (rc != FP_OK) {
+                break;
+            }
+            if (value == NULL) {
+                value = Py_None;  /* an unset slot: getattr's default */
+            }
+        }
+        else {
+            if (fields == NULL && (fields = fp_instance_dict(v, &rc)) == NULL) {
+                break;
+            }
+            value = PyDict_GetItemWithError(fields, name);
+            if (value == NULL) {
+                rc = FP_NONE;  /* getattr would read the class */
+                break;
+            }
+        }
+        rc = dn_field(w, node, name, value, depth) < 0 ? FP_ERROR : FP_OK;
+    }
+    Py_XDECREF(fields);
+    if (rc != FP_OK) {
+        Py_DECREF(node);
+        return NULL;
+    }
+    return node;
+}
+
+/* Encoder._enc(v, depth) under DISPLAY (new reference), or NULL (an exception set, or none:
+ * a value this walk does not know). */
+static PyObject *
+dn_enc(FpWalk *w, PyObject *v, int depth)
+{
+    PyTypeObject *tp = Py_TYPE(v);
+    if (v == Py_None || tp == &PyBool_Type || tp == &PyFloat_Type) {
+        return Py_NewRef(v);
+    }
+    if (tp == &PyLong_Type) {
+        int overflow = 0;
+        long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (overflow == 0) {
+            return x == -1 && PyErr_Occurred() ? NULL : Py_NewRef(v);
+        }
+        if (overflow > 0) {
+            unsigned long long u = PyLong_AsUnsignedLongLong(v);
+            if (!(u == (unsigned long long)-1 && PyErr_Occurred())) {
+                return Py_NewRef(v);
+            }
+            PyErr_Clear();
+        }
+        return dn_list(2, Py_NewRef(t_bigint), PyObject_Str(v), NULL);
+    }
+    if (tp == &PyUnicode_Type) {
+        return dn_str(v);
+    }
+    if (tp == &PyBytes_Type) {
+        Py_ssize_t n = PyBytes_GET_SIZE(v);
+        if (n > FP_MAX_BYTES) {
+            return dn_list(3, Py_NewRef(t_cut_bytes), PyBytes_FromStringAndSize(PyBytes_AS_STRING(v), FP_MAX_BYTES),
+                           PyLong_FromSsize_t(n));
+        }
+        return Py_NewRef(v);
+    }
+    if (tp == &PyByteArray_Type && PyByteArray_GET_SIZE(v) > FP_MAX_BYTES) {  /* before numbering */
+        return dn_list(3, Py_NewRef(t_cut_bytes), PyBytes_FromStringAndSize(PyByteArray_AS_STRING(v), FP_MAX_BYTES),
+                       PyLong_FromSsize_t(PyByteArray_GET_SIZE(v)));
+    }
+    if (depth >= FP_MAX_DEPTH) {
+        return dn_list(2, Py_NewRef(t_deep), dn_type_path(w, tp), NULL);
+    }
+    int container = tp == &PyList_Type || tp == &PyTuple_Type || tp == &PyDict_Type
+                    || tp == &PySet_Type || tp == &PyFrozenSet_Type || tp == &PyByteArray_Type;
+    PyObject *kind = NULL;
+    long k = -1;
+    if (!container) {
+        if (w->kinds == NULL || fp_kind(w, tp, &kind) != FP_OK) {
+            return NULL;
+        }
+        k = fp_kind_number(kind);
+        if (!fp_lookup_ok(tp, k)) {
+            return NULL;
+        }
+        if (k == KIND_OPAQUE) {  /* not registered */
+            return dn_opaque(w, tp);
+        }
+        if (k == KIND_CLASS) {  /* ["type", type_path(v)]: not registered */
+            return PyType_Check(v) ? dn_list(2, Py_NewRef(t_type), dn_type_path(w, (PyTypeObject *)v), NULL) : NULL;
+        }
+        int shaped = PyTuple_CheckExact(kind);
+        if (!((k == KIND_PLAIN && !shaped) || (k == KIND_NAMEDTUPLE && !shaped && PyTuple_Check(v))
+              || (k == KIND_SLOTTED && shaped && PyTuple_GET_SIZE(kind) == 3 && PyTuple_CheckExact(PyTuple_GET_ITEM(kind, 2)))
+              || (k == KIND_DATACLASS && shaped && PyTuple_CheckExact(PyTuple_GET_ITEM(kind, 1))))) {
+            return NULL;
+        }
+    }
+    Py_ssize_t seen;
+    if (fp_register(w, v, &seen) < 0) {
+        return NULL;
+    }
+    if (seen >= 0) {
+        return dn_list(2, Py_NewRef(t_ref), PyLong_FromSsize_t(seen), NULL);
+    }
+    if (tp == &PyList_Type) {
+        return dn_sequence(w, t_list, NULL, PySequence_Fast_ITEMS(v), PyList_GET_SIZE(v), depth);
+    }
+    if (tp == &PyTuple_Type) {
+        return dn_sequence(w, t_tuple, NULL, PySequence_Fast_ITEMS(v), PyTuple_GET_SIZE(v), depth);
+    }
+    if (tp == &PyDict_Type) {
+        return dn_dict(w, v, depth);
+    }
+    if (tp == &PySet_Type || tp == &PyFrozenSet_Type) {
+        return dn_set(w, tp == &PySet_Type ? t_set : t_frozenset, v, depth);
+    }
+    if (tp == &PyByteArray_Type) {
+        return dn_list(2, Py_NewRef(t_ba), PyBytes_FromStringAndSize(PyByteArray_AS_STRING(v), PyByteArray_GET_SIZE(v)),
+                       NULL);
+    }
+    switch (k) {
+    case KIND_NAMEDTUPLE: {
+        PyObject *path = dn_type_path(w, tp);
+        if (path == NULL) {
+            return NULL;
+        }
+        return dn_sequence(w, t_nt, path, ((PyTupleObject *)v)->ob_item, PyTuple_GET_SIZE(v), depth);
+    }
+    case KIND_SLOTTED:
+        return dn_object(w, v, PyTuple_GET_ITEM(kind, 1) == Py_True, PyTuple_GET_ITEM(kind, 2), depth);
+    case KIND_DATACLASS:
+        return dn_dataclass(w, v, PyTuple_GET_ITEM(kind, 1), depth);
+    default:
+        return dn_object(w, v, 1, NULL, depth);
+    }
+}
+
+/* Take a node's lists out of the collector's sight. A node is a tree of fresh lists over
+ * immutable leaves (back references are numbers), never changed once made: it can be in no
+ * reference cycle, and the recorder keeps many of them alive for a while (the current nodes of
+ * every live frame, a chunk's changes), so collections would keep walking them. */
+static void
+untrack_node(PyObject *node, int depth)
+{
+    if (!PyList_CheckExact(node) || !PyObject_GC_IsTracked(node) || depth > 2 * FP_MAX_DEPTH + 4) {
+        return;
+    }
+    PyObject_GC_UnTrack(node);
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(node); i++) {
+        untrack_node(PyList_GET_ITEM(node, i), depth + 1);
+    }
+}
+
+/* The node of ``value``: built here (leaves first, without setting up a walk), else by the
+ * fallback. New reference; NULL only when the fallback raises. */
+static PyObject *
+display_node(Display *self, PyObject *value)
+{
+    PyTypeObject *tp = Py_TYPE(value);
+    if (value == Py_None || tp == &PyBool_Type || tp == &PyFloat_Type) {
+        self->encoded++;
+        return Py_NewRef(value);
+    }
+    if (tp == &PyUnicode_Type && PyUnicode_IS_ASCII(value) && PyUnicode_GET_LENGTH(value) <= DN_MAX_STR) {
+        self->encoded++;
+        return Py_NewRef(value);
+    }
+    FpWalk w;
+    w.kinds = self->kinds;
+    w.report = 0;
+    w.last_type = NULL;
+    w.last_kind = NULL;
+    w.unknown = NULL;
+    w.used = 0;
+    w.slots = NULL;
+    w.mask = 0;
+    int collecting = PyGC_Disable();  /* no finalizer may run (and mutate the graph) mid-walk */
+    PyObject *node = dn_enc(&w, value, 0);
+    if (collecting) {
+        PyGC_Enable();
+    }
+    PyMem_Free(w.slots);
+    if (node != NULL) {
+        self->encoded++;
+        untrack_node(node, 0);
+        return node;
+    }
+    if (PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+            return NULL;
+        }
+        PyErr_Clear();  /* the fallback meets it again and makes its placeholder */
+    }
+    self->fallbacks++;
+    return PyObject_CallOneArg(self->fallback, value);
+}
+
+/* tracer._node_of(value, fp) with this display: the node made lately for the fingerprint ``fp``
+ * (bytes, taken just now), else display(value), kept for the next call with that fingerprint
+ * unless it is the fallback's placeholder of an unreadable value. New reference. */
+static PyObject *
+display_node_of(Display *self, PyObject *value, PyObject *fp)
+{
+    if (fp == NULL || !PyBytes_CheckExact(fp) || self->nodes == NULL) {
+        return display_node(self, value);
+    }
+    PyObject *node = PyDict_GetItemWithError(self->nodes, fp);
+    if (node != NULL) {
+        return Py_NewRef(node);
+    }
+    if (PyErr_Occurred() || (node = display_node(self, value)) == NULL || is_unreadable(node)) {
+        return node;
+    }
+    if (PyDict_GET_SIZE(self->nodes) >= DN_MAX_NODES) {  /* the oldest goes */
+        Py_ssize_t pos = 0;
+        PyObject *key, *old;
+        if (PyDict_Next(self->nodes, &pos, &key, &old)) {
+            Py_INCREF(key);
+            int rc = PyDict_DelItem(self->nodes, key);
+            Py_DECREF(key);
+            if (rc < 0) {
+                Py_DECREF(node);
+                return NULL;
+            }
+        }
+    }
+    if (PyDict_SetItem(self->nodes, fp, node) < 0) {
+        Py_DECREF(node);
+        return NULL;
+    }
+    return node;
+}
+
+static PyObject *
+display_node_of_method(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "node_of(value, fp)");
+        return NULL;
+    }
+    if (((Display *)op)->fallback == NULL) {
+        PyErr_SetString(PyExc_ValueError, "Display: cleared");
+        return NULL;
+    }
+    return display_node_of((Display *)op, args[0], args[1] == Py_None ? NULL : args[1]);
+}
+
+static PyMethodDef display_methods[] = {
+    {"node_of", (PyCFunction)(void (*)(void))display_node_of_method, METH_FASTCALL,
+     "node_of(value, fp)\n--\n\nThe node made lately for the fingerprint fp (bytes, taken just now), else\n"
+     "self(value), kept for the next call with that fingerprint (tracer._node_of)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyObject *
+display_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    if (PyVectorcall_NARGS(nargsf) != 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "Display takes one value");
+        return NULL;
+    }
+    if (((Display *)op)->fallback == NULL) {  /* cleared by the collector */
+        PyErr_SetString(PyExc_ValueError, "Display: cleared");
+        return NULL;
+    }
+    return display_node((Display *)op, args[0]);
+}
+
+static PyObject *
+display_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"fallback", "kinds", NULL};
+    PyObject *fallback, *kinds = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O:Display", kwlist, &fallback, &kinds)) {
+        return NULL;
+    }
+    if (kinds != Py_None && !PyDict_CheckExact(kinds)) {
+        PyErr_SetString(PyExc_TypeError, "Display: kinds must be a dict or None");
+        return NULL;
+    }
+    Display *self = (Display *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->vectorcall = display_vectorcall;
+    self->fallback = Py_NewRef(fallback);
+    self->kinds = kinds != Py_None ? Py_NewRef(kinds) : NULL;
+    if ((self->nodes = PyDict_New()) == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static int
+display_traverse(Display *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->fallback);
+    Py_VISIT(self->kinds);
+    Py_VISIT(self->nodes);
+    return 0;
+}
+
+static int
+display_clear(Display *self)
+{
+    Py_CLEAR(self->fallback);
+    Py_CLEAR(self->kinds);
+    Py_CLEAR(self->nodes);
+    return 0;
+}
+
+static void
+display_dealloc(Display *self)
+{
+    PyObject_GC_UnTrack(self);
+    display_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMemberDef display_members[] = {
+    {"fallback", T_OBJECT, offsetof(Display, fallback), READONLY, "the Python display"},
+    {"encoded", T_PYSSIZET, offsetof(Display, encoded), 0, "calls answered in C"},
+    {"fallbacks", T_PYSSIZET, offsetof(Display, fallbacks), 0, "calls answered by the fallback"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+PyDoc_STRVAR(display_doc,
+"Display(fallback, kinds=None)\n--\n\n"
+"A callable: Display(...)(value) is tracer.display(value), built in C for the values it knows\n"
+"(leaves, built-in containers, and objects whose exact type ``kinds`` describes) and by\n"
+"fallback(value) for everything else.");
+
+static PyTypeObject DisplayType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "replay.replayer._fastline.Display",
+    .tp_basicsize = sizeof(Display),
+    .tp_dealloc = (destructor)display_dealloc,
+    .tp_vectorcall_offset = offsetof(Display, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = display_doc,
+    .tp_traverse = (traverseproc)display_traverse,
+    .tp_clear = (inquiry)display_clear,
+    .tp_members = display_members,
+    .tp_methods = display_methods,
+    .tp_new = display_new,
+};
+
 /* ------------------------------------------------------------------ helpers */
 
 /* frame.f_lineno (None when the frame has no line number), new reference. */
@@ -936,6 +1715,31 @@ mapping_get(PyObject *loc, PyObject *name, PyObject *missing)
     return PyObject_CallMethodObjArgs(loc, s_get, name, missing, NULL);
 }
 
+/* display(value), new reference: in C when display is a _fastline.Display. */
+static PyObject *
+call_display(LocalTracer *self, PyObject *value)
+{
+    if (Py_IS_TYPE(self->display, &DisplayType) && ((Display *)self->display)->fallback != NULL) {
+        return display_node((Display *)self->display, value);
+    }
+    return PyObject_CallOneArg(self->display, value);
+}
+
+/* fingerprint(value), new reference: with ``kinds``, display_fingerprint's walk first, and
+ * tracer.fingerprint only when it meets a type that is not classified yet. */
+static PyObject *
+take_fingerprint(LocalTracer *self, PyObject *value)
+{
+    if (self->kinds != NULL) {
+        PyObject *fp = fingerprint_of(value, self->kinds, 1);
+        if (fp == NULL || fp == Py_None || PyBytes_CheckExact(fp)) {
+            return fp;
+        }
+        Py_DECREF(fp);  /* a new type: tracer.fingerprint classifies it and walks again */
+    }
+    return PyObject_CallOneArg(self->fingerprint, value);
+}
+
 /* The node of a rebound local: the value itself for an int in int64/uint64 range or a float,
  * else display(value). New reference, NULL on error. */
 static PyObject *
@@ -961,7 +1765,7 @@ rebound_node(LocalTracer *self, PyObject *value)
             PyErr_Clear();  /* above 2**64 - 1: displayed */
         }
     }
-    return PyObject_CallOneArg(self->display, value);
+    return call_display(self, value);
 }
 
 /* The node of a mutable value whose fingerprint ``fp`` (bytes or None) was just taken:
@@ -971,10 +1775,13 @@ static PyObject *
 encode(LocalTracer *self, PyObject *value, PyObject *fp)
 {
     if (self->node_of != NULL && fp != NULL) {
+        if (Py_IS_TYPE(self->node_of, &DisplayType) && ((Display *)self->node_of)->fallback != NULL) {
+            return display_node_of((Display *)self->node_of, value, fp);
+        }
         PyObject *args[2] = {value, fp};
         return PyObject_Vectorcall(self->node_of, args, 2, NULL);
     }
-    return PyObject_CallOneArg(self->display, value);
+    return call_display(self, value);
 }
 
 /* d.pop(key, None). 0 or -1. */
@@ -1023,6 +1830,9 @@ add_change(LocalTracer *self, Py_ssize_t n, PyObject *name, PyObject *node)
     Py_DECREF(step);
     if (change == NULL) {
         return -1;
+    }
+    if (node == NULL || !PyObject_GC_IsTracked(node)) {  /* no cycle can pass through it */
+        PyObject_GC_UnTrack(change);
     }
     int rc = PyList_Append(self->changes, change);
     Py_DECREF(change);
@@ -1094,8 +1904,9 @@ fp_keep(LocalTracer *self, PyObject *name, PyObject *fp, PyObject *node)
  * before display, as TraceRecorder.diff does). 0 or -1. */
 static int
 simple_effect(LocalTracer *self, PyObject *frame, PyObject *check, PyObject *reencode,
-              Py_ssize_t n)
+              Py_ssize_t n, int deletions_last)
 {
+    Py_ssize_t deferred = 0;  /* with deletions_last: names of ``check`` gone from the frame */
     PyObject *loc = PyFrame_Check(frame) ? PyFrame_GetLocals((PyFrameObject *)frame)
                                          : PyObject_GetAttr(frame, s_f_locals);
     if (loc == NULL) {
@@ -1127,7 +1938,7 @@ simple_effect(LocalTracer *self, PyObject *frame, PyObject *check, PyObject *ree
             continue;
         }
         if (self->fingerprint != NULL) {
-            fp = PyObject_CallOneArg(self->fingerprint, value);
+            fp = take_fingerprint(self, value);
             if (fp == NULL) {
                 goto error;
             }
@@ -1191,6 +2002,11 @@ simple_effect(LocalTracer *self, PyObject *frame, PyObject *check, PyObject *ree
             Py_CLEAR(value);
             continue;
         }
+        if (value == values && deletions_last) {  /* TraceRecorder.diff's order: after rebinds */
+            deferred++;
+            Py_CLEAR(value);
+            continue;
+        }
         if (value == values) {  /* gone from the frame: a deletion (no node) */
             if (PyDict_DelItem(values, name) < 0 || dict_discard(nodes, name) < 0
                     || add_change(self, n, name, NULL) < 0
@@ -1205,7 +2021,7 @@ simple_effect(LocalTracer *self, PyObject *frame, PyObject *check, PyObject *ree
         }
         if (self->fingerprint != NULL && !PyFloat_CheckExact(value) && !PyLong_CheckExact(value)) {
             int immutable = PySequence_Contains(self->immutable, (PyObject *)Py_TYPE(value));
-            if (immutable < 0 || (!immutable && (fp = PyObject_CallOneArg(self->fingerprint, value)) == NULL)) {
+            if (immutable < 0 || (!immutable && (fp = take_fingerprint(self, value)) == NULL)) {
                 goto error;
             }
         }
@@ -1217,6 +2033,23 @@ simple_effect(LocalTracer *self, PyObject *frame, PyObject *check, PyObject *ree
         Py_CLEAR(fp);
         Py_CLEAR(node);
         Py_CLEAR(value);
+    }
+    for (Py_ssize_t i = 0; deferred > 0 && i < PyTuple_GET_SIZE(check); i++) {
+        PyObject *name = PyTuple_GET_ITEM(check, i);
+        value = mapping_get(loc, name, values);
+        if (value == NULL) {
+            goto error;
+        }
+        int gone = value == values;
+        Py_CLEAR(value);
+        if (gone && PyDict_Contains(values, name) == 1) {
+            if (PyDict_DelItem(values, name) < 0 || dict_discard(nodes, name) < 0
+                    || (self->fps != NULL && dict_discard(self->fps, name) < 0)
+                    || add_change(self, n, name, NULL) < 0) {
+                goto error;
+            }
+            deferred--;
+        }
     }
     Py_DECREF(loc);
     return 0;
@@ -1250,16 +2083,16 @@ set_act_line(LocalTracer *self, PyObject *value)
     return PyObject_SetAttr(self->act, s_line, value);
 }
 
-/* Use the slot directly only if type(act).line is a writable object member descriptor of a
+/* Use a slot directly only if type(act).<name> is a writable object member descriptor of a
  * class on act's MRO, and the class does not customise attribute access. 0, or -1 on error. */
 static int
-find_line_member(LocalTracer *self)
+find_member(PyObject *act, PyObject *name, PyObject **descr_out, PyMemberDef **member_out)
 {
-    PyTypeObject *type = Py_TYPE(self->act);
+    PyTypeObject *type = Py_TYPE(act);
     if (type->tp_getattro != PyObject_GenericGetAttr || type->tp_setattro != PyObject_GenericSetAttr) {
         return 0;
     }
-    PyObject *descr = PyObject_GetAttr((PyObject *)type, s_line);
+    PyObject *descr = PyObject_GetAttr((PyObject *)type, name);
     if (descr == NULL) {
         return -1;
     }
@@ -1267,15 +2100,159 @@ find_line_member(LocalTracer *self)
         PyMemberDescrObject *member = (PyMemberDescrObject *)descr;
         if (member->d_member->type == T_OBJECT_EX && !(member->d_member->flags & READONLY)
                 && PyType_IsSubtype(type, member->d_common.d_type)) {
-            self->line_member = member->d_member;
-            self->line_descr = Py_NewRef(descr);
+            *member_out = member->d_member;
+            *descr_out = Py_NewRef(descr);
         }
     }
     Py_DECREF(descr);
     return 0;
 }
 
+static int
+find_line_member(LocalTracer *self)
+{
+    return find_member(self->act, s_line, &self->line_descr, &self->line_member);
+}
+
 /* ------------------------------------------------------------------ events */
+
+/* Record what the line ``effect`` (an entry of act.code.effects) changed, at step rec.base + n:
+ * a simple one here (deletions after the rebinds with ``deletions_last``, as
+ * TraceRecorder.diff orders them), any other by rec.diff. 0 or -1. */
+static int
+run_effect(LocalTracer *self, PyObject *frame, PyObject *effect, Py_ssize_t n, int deletions_last)
+{
+    int simple = 0;
+    if (PyTuple_Check(effect) && PyTuple_GET_SIZE(effect) >= 4) {
+        simple = PyObject_IsTrue(PyTuple_GET_ITEM(effect, 3));
+        if (simple < 0) {
+            return -1;
+        }
+    }
+    if (simple && PyTuple_CheckExact(PyTuple_GET_ITEM(effect, 0)) && PyTuple_CheckExact(PyTuple_GET_ITEM(effect, 1))) {
+        return simple_effect(self, frame, PyTuple_GET_ITEM(effect, 0), PyTuple_GET_ITEM(effect, 1), n, deletions_last);
+    }
+    PyObject *step = step_number(self, n);
+    if (step == NULL) {
+        return -1;
+    }
+    PyObject *args[4] = {self->act, frame, effect, step};
+    PyObject *res = PyObject_Vectorcall(self->diff, args, 4, NULL);
+    Py_DECREF(step);
+    if (res == NULL) {
+        return -1;
+    }
+    Py_DECREF(res);
+    return 0;
+}
+
+/* act.frame (new reference) and ``act.frame = None``, as act_line and set_act_line. */
+static PyObject *
+act_frame(LocalTracer *self)
+{
+    if (self->frame_member != NULL) {
+        return PyMember_GetOne((const char *)self->act, self->frame_member);
+    }
+    return PyObject_GetAttr(self->act, s_frame);
+}
+
+/* TraceRecorder.pop(ts, act, RETURN, line, value), in C (the returning object was made with
+ * ``returning``): the last line's effect, the returned value, the return step, the end of the
+ * activation, its frame off the thread's stack, a flush when the chunk is full. 0 or -1. */
+static int
+pop_here(LocalTracer *self, PyObject *frame, PyObject *line, PyObject *value)
+{
+    Py_ssize_t n = PyList_GET_SIZE(self->steps);
+    PyObject *previous = act_line(self);
+    if (previous == NULL) {
+        return -1;
+    }
+    PyObject *effect = PyDict_GetItemWithError(self->effects, previous);
+    Py_DECREF(previous);
+    if (effect == NULL && PyErr_Occurred()) {
+        return -1;
+    }
+    PyObject *current = act_frame(self);
+    if (current == NULL) {
+        return -1;
+    }
+    if (effect != NULL) {
+        Py_INCREF(effect);
+        int rc = run_effect(self, current, effect, n, 1);
+        Py_DECREF(effect);
+        if (rc < 0) {
+            Py_DECREF(current);
+            return -1;
+        }
+    }
+    PyObject *returning = PyObject_CallOneArg(self->returning, current);
+    Py_DECREF(current);
+    int yes = returning != NULL ? PyObject_IsTrue(returning) : -1;
+    Py_XDECREF(returning);
+    if (yes < 0) {
+        return -1;
+    }
+    if (yes) {
+        PyObject *node = call_display(self, value);
+        int rc = node != NULL ? add_change(self, n, s_return_name, node) : -1;
+        Py_XDECREF(node);
+        if (rc < 0) {
+            return -1;
+        }
+    }
+    PyObject *thread = PyObject_GetAttr(self->ts, s_index);  /* read now, as pop does */
+    if (thread == NULL) {
+        return -1;
+    }
+    PyObject *record = PyTuple_Pack(6, kind_return, self->cid, line, self->serial, self->depth, thread);
+    Py_DECREF(thread);
+    if (record == NULL) {
+        return -1;
+    }
+    PyObject_GC_UnTrack(record);
+    int rc = PyList_Append(self->steps, record);
+    Py_DECREF(record);
+    PyObject *step = rc == 0 ? step_number(self, n) : NULL;
+    if (step == NULL) {
+        return -1;
+    }
+    rc = PyObject_SetItem(self->act_end, self->serial, step);
+    Py_DECREF(step);
+    if (rc < 0) {
+        return -1;
+    }
+    Py_ssize_t size = PyList_GET_SIZE(self->stack);
+    if (size > 0 && PyList_GET_ITEM(self->stack, size - 1) == self->act) {
+        rc = PyList_SetSlice(self->stack, size - 1, size, NULL);
+    }
+    else {
+        for (Py_ssize_t i = 0; i < size; i++) {  /* del stack[stack.index(act):] */
+            PyObject *item = PyList_GET_ITEM(self->stack, i);
+            int same = item == self->act ? 1 : PyObject_RichCompareBool(item, self->act, Py_EQ);
+            if (same != 0) {
+                rc = same < 0 ? -1 : PyList_SetSlice(self->stack, i, PyList_GET_SIZE(self->stack), NULL);
+                break;
+            }
+            size = PyList_GET_SIZE(self->stack);
+        }
+    }
+    if (rc < 0 || dict_discard(self->live, self->serial) < 0) {
+        return -1;
+    }
+    rc = self->frame_member != NULL ? PyMember_SetOne((char *)self->act, self->frame_member, Py_None)
+                                    : PyObject_SetAttr(self->act, s_frame, Py_None);
+    if (rc < 0) {
+        return -1;
+    }
+    if (PyList_GET_SIZE(self->steps) > self->chunk_last) {
+        PyObject *res = PyObject_CallMethodNoArgs(self->rec, s_flush);
+        if (res == NULL) {
+            return -1;
+        }
+        Py_DECREF(res);
+    }
+    return 0;
+}
 
 static PyObject *
 on_line(LocalTracer *self, PyObject *frame)
@@ -1298,31 +2275,8 @@ on_line(LocalTracer *self, PyObject *frame)
         goto error;
     }
     if (effect != NULL) {
-        int simple = 0;
-        if (PyTuple_Check(effect) && PyTuple_GET_SIZE(effect) >= 4) {
-            simple = PyObject_IsTrue(PyTuple_GET_ITEM(effect, 3));
-            if (simple < 0) {
-                goto error;
-            }
-        }
-        if (simple && PyTuple_CheckExact(PyTuple_GET_ITEM(effect, 0))
-                && PyTuple_CheckExact(PyTuple_GET_ITEM(effect, 1))) {
-            if (simple_effect(self, frame, PyTuple_GET_ITEM(effect, 0), PyTuple_GET_ITEM(effect, 1), n) < 0) {
-                goto error;
-            }
-        }
-        else {
-            PyObject *step = step_number(self, n);
-            if (step == NULL) {
-                goto error;
-            }
-            PyObject *args[4] = {self->act, frame, effect, step};
-            PyObject *res = PyObject_Vectorcall(self->diff, args, 4, NULL);
-            Py_DECREF(step);
-            if (res == NULL) {
-                goto error;
-            }
-            Py_DECREF(res);
+        if (run_effect(self, frame, effect, n, 0) < 0) {
+            goto error;
         }
         Py_CLEAR(effect);
     }
@@ -1336,6 +2290,7 @@ on_line(LocalTracer *self, PyObject *frame)
     PyTuple_SET_ITEM(record, 3, Py_NewRef(self->serial));
     PyTuple_SET_ITEM(record, 4, Py_NewRef(self->depth));
     PyTuple_SET_ITEM(record, 5, Py_NewRef(self->thread));
+    PyObject_GC_UnTrack(record);  /* numbers only: what the collector would find out itself */
     rc = PyList_Append(self->steps, record);
     Py_DECREF(record);
     if (rc < 0) {
@@ -1373,6 +2328,14 @@ on_return(LocalTracer *self, PyObject *frame, PyObject *arg)
     PyObject *line = frame_lineno(frame);
     if (line == NULL) {
         return NULL;
+    }
+    if (self->returning != NULL) {
+        int rc = pop_here(self, frame, line, arg);
+        Py_DECREF(line);
+        if (rc < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
     }
     PyObject *args[6] = {self->rec, self->ts, self->act, kind_return, line, arg};
     PyObject *res = PyObject_VectorcallMethod(s_pop, args, 6 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
@@ -1502,11 +2465,17 @@ static PyObject *
 lt_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"rec", "ts", "act", "display", "immutable", "chunk_steps", "fingerprint",
-                             "node_of", NULL};
+                             "node_of", "kinds", "returning", NULL};
     PyObject *rec, *ts, *act, *display, *immutable, *fingerprint = Py_None, *node_of = Py_None;
+    PyObject *kinds = Py_None, *returning = Py_None;
     Py_ssize_t chunk_steps;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOn|OO:LocalTracer", kwlist, &rec, &ts, &act,
-                                     &display, &immutable, &chunk_steps, &fingerprint, &node_of)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOn|OOOO:LocalTracer", kwlist, &rec, &ts, &act,
+                                     &display, &immutable, &chunk_steps, &fingerprint, &node_of, &kinds,
+                                     &returning)) {
+        return NULL;
+    }
+    if (kinds != Py_None && !PyDict_CheckExact(kinds)) {
+        PyErr_SetString(PyExc_TypeError, "LocalTracer: kinds must be a dict or None");
         return NULL;
     }
     if (chunk_steps < 1) {
@@ -1537,11 +2506,18 @@ lt_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
             || (self->nodes = get_attr_checked(act, s_nodes, &PyDict_Type, "act.nodes")) == NULL
             || (fingerprint != Py_None
                 && (self->fps = get_attr_checked(act, s_fps, &PyDict_Type, "act.fps")) == NULL)
-            || find_line_member(self) < 0) {
+            || find_line_member(self) < 0
+            || (returning != Py_None
+                && ((self->act_end = PyObject_GetAttr(rec, s_act_end)) == NULL
+                    || (self->stack = get_attr_checked(ts, s_stack, &PyList_Type, "ts.stack")) == NULL
+                    || (self->live = get_attr_checked(rec, s_live, &PyDict_Type, "rec.live")) == NULL
+                    || find_member(act, s_frame, &self->frame_descr, &self->frame_member) < 0))) {
         Py_XDECREF(code);
         Py_DECREF(self);
         return NULL;
     }
+    self->kinds = fingerprint != Py_None && kinds != Py_None ? Py_NewRef(kinds) : NULL;
+    self->returning = returning != Py_None ? Py_NewRef(returning) : NULL;
     Py_DECREF(code);
     self->fingerprint = fingerprint != Py_None ? Py_NewRef(fingerprint) : NULL;
     self->node_of = fingerprint != Py_None && node_of != Py_None ? Py_NewRef(node_of) : NULL;
@@ -1571,6 +2547,12 @@ lt_traverse(LocalTracer *self, visitproc visit, void *arg)
     Py_VISIT(self->depth);
     Py_VISIT(self->thread);
     Py_VISIT(self->line_descr);
+    Py_VISIT(self->kinds);
+    Py_VISIT(self->returning);
+    Py_VISIT(self->act_end);
+    Py_VISIT(self->stack);
+    Py_VISIT(self->live);
+    Py_VISIT(self->frame_descr);
     return 0;
 }
 
@@ -1597,6 +2579,13 @@ lt_clear(LocalTracer *self)
     Py_CLEAR(self->thread);
     self->line_member = NULL;
     Py_CLEAR(self->line_descr);
+    Py_CLEAR(self->kinds);
+    Py_CLEAR(self->returning);
+    Py_CLEAR(self->act_end);
+    Py_CLEAR(self->stack);
+    Py_CLEAR(self->live);
+    self->frame_member = NULL;
+    Py_CLEAR(self->frame_descr);
     return 0;
 }
 
@@ -1667,8 +2656,8 @@ keyindex_free(KeyIndex *ki)
 static Py_ssize_t
 keyindex_add(KeyIndex *ki, uint64_t key)
 {
-    uint64_t h = key * 0x9E3779B97F4A7C15ULL;
-    Py_ssize_t i = (Py_ssize_t)(h >> 20) & ki->mask;
+    /* all 64 bits mixed: the keys differ in their frame (high half) as much as in their line */
+    Py_ssize_t i = (Py_ssize_t)(fp_mix(key) & (uint64_t)ki->mask);
     while (ki->slots[i]) {
         if (ki->keys[ki->slots[i] - 1] == key) {
             return ki->slots[i] - 1;
@@ -1954,7 +2943,195 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(snapshot_locals_doc,
+"snapshot_locals(act, frame, n, changes, display, immutable, shown, module_level, kinds=None, fingerprint=None,\n"
+"                node_of=None)\n--\n\n"
+"TraceRecorder._snapshot_locals in C: for each (name, value) of frame.f_locals that\n"
+"shown(name, value, module_level) keeps (names that start and end with '__' and names that\n"
+"start with '.' are dropped here without asking shown unless module_level), act.values[name] =\n"
+"value; with ``fingerprint``, fp = fingerprint(value) for a value whose type is not in\n"
+"``immutable`` (display_fingerprint's walk over ``kinds`` first); act.nodes[name] = the node\n"
+"(node_of(value, fp) for a fingerprint, in C when node_of is a Display, else display(value));\n"
+"act.fps[name] = (fp, node) as tracer._keep_fingerprint keeps it (fp bytes); changes.append((n,\n"
+"act.serial, name, node)).\n"
+"A frame whose locals cannot be read records nothing.");
+
+/* One LocalTracer-shaped context for the helpers above, without a tracer object. */
+static PyObject *
+snapshot_locals(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 8 || nargs > 11) {
+        PyErr_SetString(PyExc_TypeError, "snapshot_locals(act, frame, n, changes, display, immutable, shown, "
+                                         "module_level, kinds=None, fingerprint=None, node_of=None)");
+        return NULL;
+    }
+    PyObject *act = args[0], *frame = args[1], *step = args[2], *changes = args[3], *display = args[4];
+    PyObject *immutable = args[5], *shown = args[6];
+    int module_level = PyObject_IsTrue(args[7]);
+    PyObject *kinds = nargs > 8 && args[8] != Py_None ? args[8] : NULL;
+    PyObject *fingerprint = nargs > 9 && args[9] != Py_None ? args[9] : NULL;
+    PyObject *node_of = nargs > 10 && args[10] != Py_None ? args[10] : NULL;
+    if (module_level < 0) {
+        return NULL;
+    }
+    if (!PyList_Check(changes) || (kinds != NULL && !PyDict_CheckExact(kinds))) {
+        PyErr_SetString(PyExc_TypeError, "snapshot_locals: changes must be a list, kinds a dict");
+        return NULL;
+    }
+    LocalTracer ctx;
+    memset(&ctx, 0, sizeof ctx);
+    ctx.display = display;
+    ctx.node_of = fingerprint != NULL ? node_of : NULL;
+    ctx.fingerprint = fingerprint;
+    ctx.kinds = fingerprint != NULL ? kinds : NULL;
+    ctx.changes = changes;
+    PyObject *items = NULL, *loc = NULL, *result = NULL, *value = NULL, *fp = NULL, *node = NULL;
+    if ((ctx.values = PyObject_GetAttr(act, s_values)) == NULL || (ctx.nodes = PyObject_GetAttr(act, s_nodes)) == NULL
+            || (ctx.fps = PyObject_GetAttr(act, s_fps)) == NULL || (ctx.serial = PyObject_GetAttr(act, s_serial)) == NULL) {
+        goto done;
+    }
+    loc = PyFrame_Check(frame) ? PyFrame_GetLocals((PyFrameObject *)frame) : PyObject_GetAttr(frame, s_f_locals);
+    if (loc != NULL) {
+        items = PyMapping_Items(loc);  /* list(frame.f_locals.items()) */
+    }
+    if (items == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+            goto done;
+        }
+        PyErr_Clear();  /* a broken frame proxy must not stop the replay */
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
+        PyObject *pair = PyList_GET_ITEM(items, i), *name;
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            PyErr_SetString(PyExc_TypeError, "snapshot_locals: f_locals.items() gave something else than pairs");
+            goto done;
+        }
+        name = PyTuple_GET_ITEM(pair, 0);
+        value = Py_NewRef(PyTuple_GET_ITEM(pair, 1));
+        int keep;
+        if (!module_level && PyUnicode_CheckExact(name)) {  /* _shown, inlined */
+            Py_ssize_t len = PyUnicode_GET_LENGTH(name);
+            Py_UCS4 first = len > 0 ? PyUnicode_READ_CHAR(name, 0) : 0;
+            keep = !(first == '.' || (len >= 2 && first == '_' && PyUnicode_READ_CHAR(name, 1) == '_'
+                                      && PyUnicode_READ_CHAR(name, len - 2) == '_'
+                                      && PyUnicode_READ_CHAR(name, len - 1) == '_'));
+        }
+        else {
+            PyObject *res = PyObject_CallFunctionObjArgs(shown, name, value, module_level ? Py_True : Py_False, NULL);
+            keep = res != NULL ? PyObject_IsTrue(res) : -1;
+            Py_XDECREF(res);
+            if (keep < 0) {
+                goto done;
+            }
+        }
+        if (!keep) {
+            Py_CLEAR(value);
+            continue;
+        }
+        if (PyDict_SetItem(ctx.values, name, value) < 0) {
+            goto done;
+        }
+        if (fingerprint != NULL) {
+            int fixed = PySequence_Contains(immutable, (PyObject *)Py_TYPE(value));
+            if (fixed < 0 || (!fixed && (fp = take_fingerprint(&ctx, value)) == NULL)) {
+                goto done;
+            }
+        }
+        node = fp != NULL ? encode(&ctx, value, fp) : call_display(&ctx, value);
+        if (node == NULL || PyDict_SetItem(ctx.nodes, name, node) < 0
+                || (fp != NULL && fp != Py_None && fp_keep(&ctx, name, fp, node) < 0)) {
+            goto done;
+        }
+        PyObject *change = PyTuple_Pack(4, step, ctx.serial, name, node);
+        if (change == NULL) {
+            goto done;
+        }
+        if (!PyObject_GC_IsTracked(node)) {
+            PyObject_GC_UnTrack(change);
+        }
+        int rc = PyList_Append(changes, change);
+        Py_DECREF(change);
+        if (rc < 0) {
+            goto done;
+        }
+        Py_CLEAR(fp);
+        Py_CLEAR(node);
+        Py_CLEAR(value);
+    }
+    result = Py_NewRef(Py_None);
+done:
+    Py_XDECREF(fp);
+    Py_XDECREF(node);
+    Py_XDECREF(value);
+    Py_XDECREF(items);
+    Py_XDECREF(loc);
+    Py_XDECREF(ctx.values);
+    Py_XDECREF(ctx.nodes);
+    Py_XDECREF(ctx.fps);
+    Py_XDECREF(ctx.serial);
+    return result;
+}
+
+PyDoc_STRVAR(add_hits_doc,
+"add_hits(hits, live)\n--\n\n"
+"What TraceRecorder.flush does with chunk_columns' hits, in C: for each (frame, key, count) of\n"
+"the flat list ``hits``, live.get(frame).hits[key] += count (from 0) when the activation is live.");
+
+static PyObject *
+add_hits(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyList_Check(args[0]) || !PyDict_Check(args[1]) || PyList_GET_SIZE(args[0]) % 3 != 0) {
+        PyErr_SetString(PyExc_TypeError, "add_hits(hits: list of triples, live: dict)");
+        return NULL;
+    }
+    PyObject *hits = args[0], *live = args[1], *last = NULL, *table = NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(hits); i += 3) {
+        PyObject *act = PyDict_GetItemWithError(live, PyList_GET_ITEM(hits, i));
+        if (act == NULL) {
+            if (PyErr_Occurred()) {
+                goto error;
+            }
+            continue;
+        }
+        if (act != last) {  /* a chunk's hits come grouped by frame, mostly */
+            Py_XDECREF(table);
+            if ((table = PyObject_GetAttrString(act, "hits")) == NULL) {
+                goto error;
+            }
+            last = act;
+        }
+        PyObject *key = PyList_GET_ITEM(hits, i + 1), *count = PyList_GET_ITEM(hits, i + 2);
+        PyObject *old = PyObject_GetItem(table, key);
+        if (old == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_KeyError)) {
+                goto error;
+            }
+            PyErr_Clear();
+            old = PyLong_FromLong(0);
+            if (old == NULL) {
+                goto error;
+            }
+        }
+        PyObject *sum = PyNumber_Add(old, count);
+        Py_DECREF(old);
+        if (sum == NULL || PyObject_SetItem(table, key, sum) < 0) {
+            Py_XDECREF(sum);
+            goto error;
+        }
+        Py_DECREF(sum);
+    }
+    Py_XDECREF(table);
+    Py_RETURN_NONE;
+error:
+    Py_XDECREF(table);
+    return NULL;
+}
+
 static PyMethodDef fastline_methods[] = {
+    {"add_hits", (PyCFunction)(void (*)(void))add_hits, METH_FASTCALL, add_hits_doc},
+    {"snapshot_locals", (PyCFunction)(void (*)(void))snapshot_locals, METH_FASTCALL, snapshot_locals_doc},
     {"chunk_columns", (PyCFunction)(void (*)(void))chunk_columns, METH_FASTCALL, chunk_columns_doc},
     {"change_columns", (PyCFunction)(void (*)(void))change_columns, METH_FASTCALL, change_columns_doc},
     {"display_fingerprint", (PyCFunction)(void (*)(void))display_fingerprint, METH_FASTCALL,
@@ -1985,6 +3162,12 @@ intern_all(void)
         {&s_changes, "changes"}, {&s_diff, "diff"}, {&s_stopped, "stopped"},
         {&s_failed, "failed"}, {&s_fps, "fps"}, {&s_placeholder, "?"},
         {&s_unreadable, "<unreadable>"},
+        {&t_list, "l"}, {&t_tuple, "t"}, {&t_dict, "d"}, {&t_set, "s"}, {&t_frozenset, "f"},
+        {&t_ba, "ba"}, {&t_ref, "@"}, {&t_more, "+"}, {&t_bigint, "i"}, {&t_cut_str, "S"},
+        {&t_surrogates, "su"}, {&t_cut_bytes, "B"}, {&t_deep, "..."}, {&t_obj, "obj"}, {&t_dc, "dc"},
+        {&t_nt, "nt"}, {&t_type, "type"}, {&r_resource, "an operating-system resource or a type implemented in C"},
+        {&s_module_attr, "__module__"}, {&s_frame, "frame"}, {&s_return_name, "<return>"},
+        {&s_act_end, "_act_end"}, {&s_stack, "stack"}, {&s_live, "live"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if (*names[i].slot == NULL && (*names[i].slot = PyUnicode_InternFromString(names[i].text)) == NULL) {
@@ -2020,7 +3203,8 @@ add_display_bounds(PyObject *module)
 PyMODINIT_FUNC
 PyInit__fastline(void)
 {
-    if (intern_all() < 0 || find_python_class_slots() < 0 || PyType_Ready(&LocalTracerType) < 0) {
+    if (intern_all() < 0 || find_python_class_slots() < 0 || PyType_Ready(&LocalTracerType) < 0
+            || PyType_Ready(&DisplayType) < 0) {
         return NULL;
     }
     PyObject *module = PyModule_Create(&fastline_module);
@@ -2028,9 +3212,11 @@ PyInit__fastline(void)
         return NULL;
     }
     if (PyModule_AddObjectRef(module, "LocalTracer", (PyObject *)&LocalTracerType) < 0
+            || PyModule_AddObjectRef(module, "Display", (PyObject *)&DisplayType) < 0
             || PyModule_AddIntConstant(module, "LINE", KIND_LINE) < 0
             || PyModule_AddIntConstant(module, "RETURN", KIND_RETURN) < 0
             || add_display_bounds(module) < 0
+            || PyModule_AddIntConstant(module, "DISPLAY_MAX_STR", DN_MAX_STR) < 0
             || PyModule_AddIntConstant(module, "KIND_OTHER", KIND_OTHER) < 0
             || PyModule_AddIntConstant(module, "KIND_PLAIN", KIND_PLAIN) < 0
             || PyModule_AddIntConstant(module, "KIND_OPAQUE", KIND_OPAQUE) < 0

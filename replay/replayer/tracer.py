@@ -150,8 +150,9 @@ class _Thread:
         self.strand = strand  # STRAND of its root calls (its record may add "-tN" to it)
 
 
-def display(value: Any) -> Any:
-    """Encode one local for display; never raises (a failure becomes a placeholder node)."""
+def display_py(value: Any) -> Any:
+    """Encode one local for display; never raises (a failure becomes a placeholder node). The
+    pure-Python :data:`display` (and the fallback of the C one)."""
     cls = type(value)
     if cls is int:
         if -(2**63) <= value < 2**64:
@@ -184,6 +185,12 @@ _display_fingerprint: Any = _fast("display_fingerprint")
 _TYPE_KINDS: dict[type, Any] = {}
 _UNFIT_TYPES: set[type] = set()
 _MAX_TYPES: Final = 4096
+_Display: Any = _fast("Display")
+display: Any = display_py if _Display is None else _Display(display_py, _TYPE_KINDS)
+"""``display(value)``: the node of one local (:func:`display_py`); with the C extension,
+``_fastline.Display`` builds the nodes of leaves, built-in containers and the objects whose
+types :data:`_TYPE_KINDS` describes in C, byte for byte as display_py does, and hands every
+other value to display_py (tests/unit/test_display_fast.py compares them)."""
 _MAX_CLASSIFY: Final = 32  # new types classified per fingerprint() call
 # Kinds (``_fastline.KIND_*``): what the encoder makes of every instance of a type.
 _KIND_OTHER: Final = 0  # no fingerprint (the type may still be named at the depth cut)
@@ -216,6 +223,9 @@ def fingerprint(value: Any) -> bytes | None:
         if fp is None or fp.__class__ is bytes:
             return fp  # type: ignore[no-any-return]
     return None  # more new types than that: the next calls go on classifying them
+
+
+_fingerprint: Final = fingerprint  # the one LocalTracer may walk by itself (tests replace the name)
 
 
 def _classify(cls: type) -> bool:
@@ -345,6 +355,8 @@ def _node_of(value: Any, fp: bytes | None) -> Any:
     global _nodes_display
     if fp is None:
         return display(value)
+    if display.__class__ is _Display:  # the C display keeps its own table
+        return display.node_of(value, fp)
     if _nodes_display is not display:
         _NODES.clear()
         _nodes_display = display
@@ -389,6 +401,19 @@ def _change_columns_py(changes: list[tuple[Any, ...]], first: int) -> tuple[byte
 
 
 _change_columns: Any = _fast("change_columns", _change_columns_py)
+_snapshot_locals_c: Any = _fast("snapshot_locals")
+
+
+def _add_hits_py(hits: list[int], live: dict[int, Activation]) -> None:
+    """Add a chunk's hit counts (``[frame, key, count, ...]``) to the live activations' ``hits``."""
+    it = iter(hits)
+    for serial, key, n in zip(it, it, it, strict=True):
+        act = live.get(serial)
+        if act is not None:
+            act.hits[key] = act.hits.get(key, 0) + n
+
+
+_add_hits: Any = _fast("add_hits", _add_hits_py)
 
 
 _chunk_columns: Any = _fast("chunk_columns", _chunk_columns_py)
@@ -597,8 +622,14 @@ class TraceRecorder:
         return act
 
     def _snapshot_locals(self, act: Activation, frame: FrameType, n: int) -> None:
-        values, nodes, fps, changes = act.values, act.nodes, act.fps, self.changes
         module_level = act.code.module_level
+        if _snapshot_locals_c is not None:  # the same loop in C
+            fp = fingerprint if _display_fingerprint is not None else None
+            _snapshot_locals_c(act, frame, n, self.changes, display, _IMMUTABLE, _shown, module_level,
+                               _TYPE_KINDS if fp is _fingerprint else None, fp,
+                               display if display.__class__ is _Display else _node_of)
+            return
+        values, nodes, fps, changes = act.values, act.nodes, act.fps, self.changes
         try:
             items = list(frame.f_locals.items())
         except Exception:  # noqa: BLE001 - a broken frame proxy must not stop the replay
@@ -731,12 +762,7 @@ class TraceRecorder:
             "depth": depth, "thread": thread, "c_step": c_step, "c_frame": c_frame, "c_name": c_name,
             "c_deleted": c_deleted, "c_nodes": self._pack(c_nodes), "keyframe": self._pack(self._next_keyframe),
         }
-        live = self.live
-        it = iter(hits)
-        for serial, key, n in zip(it, it, it, strict=True):
-            act = live.get(serial)
-            if act is not None:
-                act.hits[key] = act.hits.get(key, 0) + n
+        _add_hits(hits, self.live)
         # code_lines: every (code, line) pair stepped: a superset of the line steps' keys
         summary = [first, count, code_ids, code_lines, exceptions, sorted(set(c_name)), low, high]
         self._writer.append(TraceSection.STEPS, record)
@@ -904,8 +930,11 @@ def line_tracer(rec: TraceRecorder, ts: _Thread, act: Activation) -> Any:
     is the hot path: the common case is inlined (and done in C when the extension is built)."""
     if _LocalTracer is not None:
         if _display_fingerprint is None:
-            return _LocalTracer(rec, ts, act, display, _IMMUTABLE, CHUNK_STEPS)
-        return _LocalTracer(rec, ts, act, display, _IMMUTABLE, CHUNK_STEPS, fingerprint, _node_of)
+            return _LocalTracer(rec, ts, act, display, _IMMUTABLE, CHUNK_STEPS, returning=_returning)
+        # with the C display, its own node table stands for _node_of's
+        node_of = display if display.__class__ is _Display else _node_of
+        return _LocalTracer(rec, ts, act, display, _IMMUTABLE, CHUNK_STEPS, fingerprint, node_of,
+                            kinds=_TYPE_KINDS if fingerprint is _fingerprint else None, returning=_returning)
     steps = rec.steps
     append = steps.append
     effects = act.code.effects

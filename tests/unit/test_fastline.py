@@ -632,7 +632,8 @@ def test_cycles_through_the_frame_are_collected(tmp_path: Path) -> None:
 def test_line_tracer_uses_it_unless_told_not_to(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.undo()  # the module as imported, not the autouse fixture's pure mode
     rec, ts, act = _recorder(tmp_path)
-    assert isinstance(tracer.line_tracer(rec, ts, act), fastline.LocalTracer)
+    pure = os.environ.get("REPLAY_PURE_TRACER") == "1"  # this run's own switch
+    assert isinstance(tracer.line_tracer(rec, ts, act), fastline.LocalTracer) is not pure
     rec.abort()
     probe = "from replay.replayer import tracer; print(tracer._LocalTracer)"
     for env, shown in (({}, "LocalTracer"), ({"REPLAY_PURE_TRACER": "1"}, "None")):

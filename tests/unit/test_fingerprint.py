@@ -40,6 +40,8 @@ from replay.replayer import tracer
 from replay.snapshot.encoding import DISPLAY
 
 fastline = pytest.importorskip("replay.replayer._fastline", reason="the C extension is not built")
+if os.environ.get("REPLAY_PURE_TRACER") == "1":  # tracer.fingerprint is None by design then
+    pytest.skip("REPLAY_PURE_TRACER=1 switches the fingerprint off", allow_module_level=True)
 
 BACKENDS = ["settrace"] + (["monitoring"] if sys.version_info >= (3, 12) else [])
 
@@ -789,8 +791,8 @@ def _write(tmp_path: Path, name: str) -> Path:
 
 
 def _without_fingerprints(rec: Any, ts: Any, act: Any, display: Any, immutable: Any, chunk_steps: int,
-                          *rest: Any) -> Any:
-    return fastline.LocalTracer(rec, ts, act, display, immutable, chunk_steps)
+                          *rest: Any, returning: Any = None, **options: Any) -> Any:
+    return fastline.LocalTracer(rec, ts, act, display, immutable, chunk_steps, returning=returning)
 
 
 VARIANTS: dict[str, dict[str, Any]] = {
