@@ -304,24 +304,27 @@ class StepScreen(Screen[None]):
         source.breakpoints = self.session.breakpoint_lines(source.file)
         source.refresh_rows()
 
+    def _progress(self, verb: str) -> Callable[[int], None]:
+        """Progress callback for a scan in the current worker: the percentage reached goes to
+        the status bar, and once the worker is cancelled the scan stops (:class:`_Cancelled`)."""
+        worker = get_current_worker()
+        steps = max(self.session.trace.steps if self.session.trace is not None else 1, 1)
+
+        def progress(n: int) -> None:
+            if worker.is_cancelled:
+                raise _Cancelled
+            self.app.call_from_thread(self._update_status, f"{verb}... {100 * n // steps}%")
+
+        return progress
+
     def action_continue(self, back: bool) -> None:
         self._update_status("continuing" + (" backwards" if back else "") + "...")
         self._continue(back)
 
     @work(thread=True, exclusive=True, group="scan", exit_on_error=False, description="continue")
     def _continue(self, back: bool) -> None:
-        worker = get_current_worker()
-        trace = self.session.trace
-        assert trace is not None
-        steps = trace.steps
-
-        def progress(n: int) -> None:
-            if worker.is_cancelled:
-                raise _Cancelled
-            self.app.call_from_thread(self._update_status, f"continuing... {100 * n // max(steps, 1)}%")
-
         try:
-            self.cursor.continue_(back=back, progress=progress)
+            self.cursor.continue_(back=back, progress=self._progress("continuing"))
         except _Cancelled:
             return
         stopped = self.cursor.stopped_at
@@ -349,17 +352,8 @@ class StepScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="scan", exit_on_error=False, description="search")
     def _search(self, text: str) -> None:
-        trace = self.session.trace
-        assert trace is not None
-        worker = get_current_worker()
-
-        def progress(n: int) -> None:
-            if worker.is_cancelled:
-                raise _Cancelled
-            self.app.call_from_thread(self._update_status, f"searching... {100 * n // max(trace.steps, 1)}%")
-
         try:
-            hits = self.session.search(text, progress=progress)
+            hits = self.session.search(text, progress=self._progress("searching"))
         except _Cancelled:
             return
         self.app.call_from_thread(self._show_hits, text, hits)
@@ -389,17 +383,8 @@ class StepScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="scan", exit_on_error=False, description="watch")
     def _watch(self, text: str) -> None:
-        trace = self.session.trace
-        assert trace is not None
-        worker = get_current_worker()
-
-        def progress(n: int) -> None:
-            if worker.is_cancelled:
-                raise _Cancelled
-            self.app.call_from_thread(self._update_status, f"watching... {100 * n // max(trace.steps, 1)}%")
-
         try:
-            self.session.watch(text, progress=progress)
+            self.session.watch(text, progress=self._progress("watching"))
         except _Cancelled:
             return
         self.app.call_from_thread(self._watched)
