@@ -6,21 +6,15 @@ from __future__ import annotations
 import click
 
 from replay.cli import ExitCode
-from replay.cli.timetravel import TRACE_EXIT_HELP
+from replay.cli.timetravel import TRACE_EXIT_HELP, regeneration_options
 from replay.errors import UsageError
-from replay.replayer.runner import DEFAULT_TIMEOUT_S
-from replay.replayer.tracer import DEFAULT_MAX_STEPS
 
 
 @click.command("tui", epilog=TRACE_EXIT_HELP)
 @click.argument("snapshot", type=click.Path(dir_okay=False))
 @click.option("--code", "code_dirs", multiple=True, type=click.Path(file_okay=False),
               help="Candidate code to diff and verify against (repeatable).")
-@click.option("--include", multiple=True, metavar="GLOB", help="Also trace these files line by line (repeatable).")
-@click.option("--exclude", multiple=True, metavar="GLOB", help="Never trace these files (repeatable).")
-@click.option("--max-steps", default=DEFAULT_MAX_STEPS, show_default=True, help="Cut the trace after this many steps.")
-@click.option("--refresh", is_flag=True, help="Replay again even if a cached trace exists.")
-@click.option("--timeout", default=DEFAULT_TIMEOUT_S, show_default=True, help="Seconds allowed for each replay.")
+@regeneration_options
 @click.option("--step", "start_step", is_flag=True, help="Open on the step screen instead of the summary.")
 def tui_command(snapshot: str, code_dirs: tuple[str, ...], include: tuple[str, ...], exclude: tuple[str, ...],
                 max_steps: int, refresh: bool, timeout: float, start_step: bool) -> int:

@@ -13,9 +13,8 @@ from __future__ import annotations
 import click
 
 from replay.cli import ExitCode, cli, dump_json
+from replay.cli.timetravel import regeneration_options
 from replay.errors import UsageError
-from replay.replayer.runner import DEFAULT_TIMEOUT_S
-from replay.replayer.tracer import DEFAULT_MAX_STEPS
 
 DIFF_EXIT_HELP = """\b
 Exit codes:
@@ -31,11 +30,7 @@ Exit codes:
 @click.argument("b", required=False, type=click.Path(dir_okay=False))
 @click.option("--code", "code_dirs", multiple=True, type=click.Path(file_okay=False),
               help="Compare the replay of A against this candidate code with its replay against the recorded code (repeatable).")
-@click.option("--include", multiple=True, metavar="GLOB", help="Also trace these files line by line (repeatable).")
-@click.option("--exclude", multiple=True, metavar="GLOB", help="Never trace these files (repeatable).")
-@click.option("--max-steps", default=DEFAULT_MAX_STEPS, show_default=True, help="Cut each trace after this many steps.")
-@click.option("--refresh", is_flag=True, help="Replay again even if a cached trace exists.")
-@click.option("--timeout", default=DEFAULT_TIMEOUT_S, show_default=True, help="Seconds allowed for each replay.")
+@regeneration_options
 @click.option("--verify/--no-verify", "run_verify", default=True, show_default=True,
               help="With --code: also run `replay verify` for the verdict and the effect differences.")
 @click.option("--rows", "max_rows", default=40, show_default=True, help="Most differing rows printed.")

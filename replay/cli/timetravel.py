@@ -26,23 +26,29 @@ Exit codes:
   70  the replay that regenerates the trace could not run (the message says why)"""
 
 
-def trace_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Options shared by the commands that open a trace."""
+def regeneration_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """How a trace is regenerated (``--include --exclude --max-steps --refresh --timeout``):
+    shared by every command that opens traces (trace, goto, history, search, diff, tui)."""
     options = [
-        click.argument("snapshot", type=click.Path(dir_okay=False)),
-        click.option("--code", "code_dirs", multiple=True, type=click.Path(file_okay=False),
-                     help="Trace a replay against this candidate code instead of the recorded code (repeatable)."),
         click.option("--include", multiple=True, metavar="GLOB",
                      help="Also trace these files line by line, e.g. '*/sqlite_utils/*' (repeatable)."),
         click.option("--exclude", multiple=True, metavar="GLOB", help="Never trace these files (repeatable)."),
-        click.option("--max-steps", default=DEFAULT_MAX_STEPS, show_default=True, help="Cut the trace after this many steps."),
+        click.option("--max-steps", default=DEFAULT_MAX_STEPS, show_default=True, help="Cut each trace after this many steps."),
         click.option("--refresh", is_flag=True, help="Replay again even if a cached trace exists."),
-        click.option("--timeout", default=DEFAULT_TIMEOUT_S, show_default=True, help="Seconds allowed for the replay."),
-        click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout."),
+        click.option("--timeout", default=DEFAULT_TIMEOUT_S, show_default=True, help="Seconds allowed for each replay."),
     ]
     for option in reversed(options):
         fn = option(fn)
     return fn
+
+
+def trace_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Options shared by the commands that open a trace."""
+    fn = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")(fn)
+    fn = regeneration_options(fn)
+    fn = click.option("--code", "code_dirs", multiple=True, type=click.Path(file_okay=False),
+                      help="Trace a replay against this candidate code instead of the recorded code (repeatable).")(fn)
+    return click.argument("snapshot", type=click.Path(dir_okay=False))(fn)
 
 
 def _open(snapshot: str, code_dirs: tuple[str, ...], include: tuple[str, ...], exclude: tuple[str, ...],

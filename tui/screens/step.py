@@ -91,6 +91,7 @@ class StepScreen(Screen[None]):
         trace = self.session.trace
         assert trace is not None
         self._tape_steps = {index: step for step, index in trace.links}
+        self._marks = Marks(trace.steps, [s for s, _ in trace.links])
         tape = self.query_one("#tape", LazyList)
         tape.set_rows(self.session.tape_length())
         tape.border_title = f"tape · {self.session.tape_summary()}"
@@ -169,7 +170,11 @@ class StepScreen(Screen[None]):
         if trace is None:
             return
         timeline = self.query_one(Timeline)
-        timeline.set_marks(Marks(trace.steps, [s for s, _ in trace.links], self._exception_step))
+        if self._marks.exception != self._exception_step:  # the marks change only when the exception is found
+            self._marks = Marks(trace.steps, self._marks.interactions, self._exception_step)
+            timeline.set_marks(self._marks)
+        elif timeline.marks is not self._marks:
+            timeline.set_marks(self._marks)
         timeline.move_to(self.cursor.index)
 
     def _update_status(self, extra: str = "") -> None:
