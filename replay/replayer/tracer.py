@@ -509,11 +509,14 @@ class TraceRecorder:
         so traces do not depend on it. The flag is set by the first callback and cleared by
         the last, so other ``gc.callbacks`` run inside it.
         """
-        if on and self._gc_start not in gc.callbacks:
-            gc.callbacks.insert(0, self._gc_start)
-            gc.callbacks.append(self._gc_stop)
+        start, stop = self._gc_start, self._gc_stop  # bound once: creating them can collect
+        if on and start not in gc.callbacks:
+            # stop first: a collection between the two calls must never see the start
+            # callback without the stop one (the flag would stay set and tracing stay off)
+            gc.callbacks.append(stop)
+            gc.callbacks.insert(0, start)
         elif not on:
-            for callback in (self._gc_start, self._gc_stop):
+            for callback in (start, stop):
                 with contextlib.suppress(ValueError):
                     gc.callbacks.remove(callback)
             self.in_gc = False

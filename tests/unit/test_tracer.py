@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import sys
 import textwrap
@@ -104,6 +105,25 @@ def test_in_place_mutations_rebinds_and_deletions_are_recorded(tmp_path):
     assert [name for _, name in deleted] == ["tmp"]
     cursor.goto(-1)
     assert render(cursor.state().frame.locals["<return>"]) == "([0, 1, 2, 9], 3)"
+
+
+def test_a_collection_while_the_gc_watch_is_installed_leaves_tracing_on(tmp_path):
+    # Regression: the start callback went in first and binding the stop one allocates, so a
+    # collection in between set ``in_gc`` for good and the traced call recorded nothing.
+    # A threshold of 1 makes that allocation collect every time.
+    stuck = 0
+    for _ in range(20):
+        rec = TraceRecorder(str(tmp_path / "t.rtrace"), Scope([str(tmp_path)]))
+        old = gc.get_threshold()
+        gc.set_threshold(1)
+        try:
+            rec.watch_gc()
+        finally:
+            gc.set_threshold(*old)
+        stuck += rec.in_gc
+        rec.watch_gc(False)
+        rec.abort()
+    assert stuck == 0
 
 
 def test_hostile_values_never_break_the_traced_program(tmp_path):
