@@ -13,18 +13,25 @@ call-heavy programs ``bench_trace.py`` replays). Each is traced under
   which a do-nothing tracer gets through the same work, in the real trace's steps;
 * ``python``: ``SettraceTracer`` as with ``REPLAY_PURE_TRACER=1``: the pure-Python closure,
   display, chunk and change columns, no fingerprints (for the hooks tracer.py has);
-* ``c``: ``SettraceTracer`` as tracer.py makes it by default: ``_fastline.LocalTracer`` as
-  every in-scope frame's trace function (patched in when tracer.py does not pick it by
-  itself), the C display (``_fastline.Display``), fingerprints and chunk columns;
+* ``c-local``: the C ``LocalTracer`` as every in-scope frame's trace function, the C display
+  (``_fastline.Display``), fingerprints and chunk columns, but the Python global trace
+  function behind ``sys.settrace``'s trampoline, steps as a list of tuples and the Python
+  ``_returning`` (``_GlobalTracer``, ``_Steps`` and ``_returning_c`` off: the C path before
+  those existed; shown when tracer.py has them);
+* ``c``: ``SettraceTracer`` as tracer.py makes it by default: the above with
+  ``_fastline.GlobalTracer`` as the global trace function, installed with
+  ``PyEval_SetTrace`` (no trampoline; call events and the common ``TraceRecorder.push`` in
+  C), steps in a ``_fastline.Steps`` buffer and ``_fastline.Returning``;
 
 each writing a real trace file (a fresh ``TraceRecorder`` per run, in a temporary directory).
 Printed per program and mode: the median steps/s over ``--repeats`` runs (wall time from
-``start()`` to ``stop()``; closing the file is not in it), the share of that time spent in
+``start()`` to ``stop()``; closing the file is not in it), the slowdown against ``noop`` in wall
+time and in this thread's CPU time (``cpu x noop``: steadier on a loaded machine), the share of that time spent in
 ``TraceRecorder.flush`` (writing chunks) and, with ``--split``, in ``tracer.display``
 (encoding values other than ints and floats; timing it adds a little overhead), and the
 steps/s without them: what is left is the tracer itself (CPython's trampoline, reading
 ``f_locals``, the step and change bookkeeping, call and return events in Python). Each
-repeat checks that the C run's trace file is byte-identical to the Python run's.
+repeat checks that the C runs' trace files are byte-identical to the Python run's.
 
 Usage: ``python benchmarks/bench_tracer_hotpath.py [--hot N] [--loops N] [--calls N]
 [--repeats R] [--split] [--quick]``. ``--quick``: a quarter of each N and 3 repeats. Figures
@@ -99,9 +106,12 @@ def run_once(program: Path, n: int, mode: str, out: str, split: bool = False) ->
 
     rec.flush = timed_flush  # type: ignore[method-assign]
     hooks = ("line_tracer", "_LocalTracer", "_chunk_columns", "_change_columns", "_display_fingerprint", "display",
-             "_snapshot_locals_c", "_add_hits")
+             "_snapshot_locals_c", "_add_hits", "_GlobalTracer", "_Steps", "_returning_c")
     saved = {name: tracer.__dict__[name] for name in hooks if name in tracer.__dict__}
-    if mode == "c":
+    if mode == "c-local":  # the C path as it was before GlobalTracer, Steps and Returning
+        for name in ("_GlobalTracer", "_Steps", "_returning_c"):
+            setattr(tracer, name, None)
+    if mode in ("c", "c-local"):
         if getattr(tracer, "_LocalTracer", None) is None:  # a tracer.py that does not use it by itself
             tracer.line_tracer = _c_line_tracer
     else:  # tracer.py's pure mode (REPLAY_PURE_TRACER=1), for the hooks it has
@@ -109,7 +119,7 @@ def run_once(program: Path, n: int, mode: str, out: str, split: bool = False) ->
         for name in ("_chunk_columns", "_change_columns", "_add_hits", "display"):
             if hasattr(tracer, name + "_py"):
                 setattr(tracer, name, getattr(tracer, name + "_py"))
-        for name in ("_display_fingerprint", "_snapshot_locals_c"):
+        for name in ("_display_fingerprint", "_snapshot_locals_c", "_GlobalTracer", "_Steps", "_returning_c"):
             if hasattr(tracer, name):
                 setattr(tracer, name, None)
     real_display = tracer.display
@@ -119,13 +129,13 @@ def run_once(program: Path, n: int, mode: str, out: str, split: bool = False) ->
         tr: Any = getattr(tracer, "NoopTracer", _Noop)(rec) if mode == "noop" else tracer.SettraceTracer(rec)
         sys.argv = [str(program), str(n)]
         with contextlib.redirect_stdout(io.StringIO()):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             tr.start()
             try:
                 runpy.run_path(str(program), run_name="__main__")
             finally:
                 tr.stop()
-            wall = time.perf_counter() - t0
+            wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
     finally:
         for name in hooks:
             if name in saved:
@@ -133,7 +143,7 @@ def run_once(program: Path, n: int, mode: str, out: str, split: bool = False) ->
             else:
                 tracer.__dict__.pop(name, None)
     rec.close()
-    return {"steps": rec.base, "wall": wall, **spent}
+    return {"steps": rec.base, "wall": wall, "cpu": cpu, **spent}
 
 
 HOT = """
@@ -159,6 +169,8 @@ if __name__ == "__main__":
 
 def bench(program: Path, n: int, repeats: int, work: str, split: bool) -> None:
     modes = ["noop", "python"] + (["c"] if _fastline is not None else [])
+    if getattr(tracer, "_GlobalTracer", None) is not None:
+        modes.insert(2, "c-local")
     with contextlib.redirect_stdout(io.StringIO()):
         sys.argv = [str(program), str(n)]
         runpy.run_path(str(program), run_name="__main__")  # warm imports and caches, untraced
@@ -168,19 +180,23 @@ def bench(program: Path, n: int, repeats: int, work: str, split: bool) -> None:
         for mode in modes:
             runs[mode].append(run_once(program, n, mode, os.path.join(work, f"{mode}.rtrace"), split))
         if "c" in modes:
-            identical = Path(work, "python.rtrace").read_bytes() == Path(work, "c.rtrace").read_bytes()
+            reference = Path(work, "python.rtrace").read_bytes()
+            identical = all(Path(work, f"{m}.rtrace").read_bytes() == reference for m in modes if m.startswith("c"))
             same = "yes" if identical and same in ("-", "yes") else "NO"
     steps = int(runs["python"][0]["steps"])
     print(f"\n{program.name} {n}: {steps:,} steps")
     rest = "w/o flush+display/s" if split else "w/o flush/s"
-    print(f"  {'mode':8} {'steps/s':>12} {'x python':>9} {'flush %':>8}"
+    noop = statistics.median(r["wall"] for r in runs["noop"])
+    noop_cpu = statistics.median(r["cpu"] for r in runs["noop"])
+    print(f"  {'mode':8} {'steps/s':>12} {'x python':>9} {'x noop':>7} {'cpu x noop':>10} {'flush %':>8}"
           + (f" {'display %':>9}" if split else "") + f" {rest:>20}")
     base = statistics.median(r["wall"] for r in runs["python"])
     for mode in modes:
         wall = statistics.median(r["wall"] for r in runs[mode])
         flush = statistics.median(r["flush"] for r in runs[mode])
         shown = statistics.median(r["display"] for r in runs[mode])
-        line = f"  {mode:8} {steps / wall:12,.0f} {base / wall:9.2f}"
+        cpu = statistics.median(r["cpu"] for r in runs[mode])
+        line = f"  {mode:8} {steps / wall:12,.0f} {base / wall:9.2f} {wall / noop:7.1f} {cpu / noop_cpu:10.1f}"
         if mode == "noop":
             line += f" {'-':>8}" + (f" {'-':>9}" if split else "") + f" {'-':>20}"
         else:
@@ -188,7 +204,7 @@ def bench(program: Path, n: int, repeats: int, work: str, split: bool) -> None:
             line += f" {steps / (wall - flush - shown):20,.0f}"
         print(line)
     if "c" in modes:
-        print(f"  C trace byte-identical to the Python trace: {same}")
+        print(f"  C traces byte-identical to the Python trace: {same}")
 
 
 def main() -> None:

@@ -40,14 +40,22 @@
  * ``display_fingerprint(value, kinds, report=False)``: 16 bytes that change whenever
  * tracer.display(value) would give another node (see its section below).
  *
+ * ``GlobalTracer(rec, <LocalTracer's arguments>, activation=None, snapshot=None)`` is
+ * SettraceTracer's global trace function, installed with PyEval_SetTrace (no settrace
+ * trampoline): call events (and, with ``activation``, the common case of TraceRecorder.push)
+ * in C, every other event straight to the frame's LocalTracer (see its section below).
+ * ``Steps()`` is TraceRecorder.steps (rows of six u32 instead of a list of tuples), and
+ * ``Returning(...)`` tracer._returning, which LocalTracer calls without a Python call.
+ *
  * ``chunk_columns(steps, exception_kind)`` does in one C pass what TraceRecorder.flush
  * computes from a chunk's step tuples (the columns' bytes, the per-frame hit counts, the
  * summary's code ids, code-line keys, exception count and depth range); see its docstring.
  *
  * API: the public C API of CPython 3.11+ (PyFrame_GetLineNumber, PyFrame_GetLocals,
- * vectorcall, PyMember_GetOne/SetOne; the fingerprint also reads the public structs of
- * member and getset descriptors and of heap types); no internal headers. Not for
- * free-threaded builds.
+ * vectorcall, PyMember_GetOne/SetOne, PyEval_SetTrace; the fingerprint also reads the public
+ * structs of member and getset descriptors and of heap types, the global tracer the frame
+ * type's own f_trace accessors and f_trace_lines member definition); no internal headers.
+ * Not for free-threaded builds.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -67,6 +75,8 @@ static PyObject *s_line, *s_return, *s_exception, *s_base, *s_flush, *s_pop, *s_
     *s_nodes, *s_index, *s_steps, *s_changes, *s_diff, *s_stopped, *s_failed, *s_fps, *s_placeholder, *s_unreadable;
 static PyObject *kind_line, *kind_return;
 static PyObject *s_frame, *s_return_name, *s_act_end, *s_stack, *s_live;
+static PyObject *s_call, *s_in_gc, *s_codes, *s_threads, *s_thread, *s_push, *s_in_scope, *s_lib,
+    *s_f_trace, *s_f_trace_lines, *s_qualname, *s_module_level, *s_kids;
 
 typedef struct {
     PyObject_HEAD
@@ -88,6 +98,10 @@ typedef struct {
     PyObject *act_end, *stack, *live;  /* rec._act_end, ts.stack, rec.live (with returning) */
     PyObject *frame_descr;          /* type(act).frame when its slot is used directly, else NULL */
     PyMemberDef *frame_member;
+    int library;                    /* a library function's activation (GlobalTracer): its return only */
+    PyObject *rec_dict;             /* rec.__dict__ when rec.base is read from it, else NULL */
+    PyObject *last_base, *last_step;  /* step_number's last rec.base and rec.base + last_n */
+    Py_ssize_t last_n;
 } LocalTracer;
 
 /* ------------------------------------------------------------------ display fingerprint */
@@ -1681,6 +1695,265 @@ static PyTypeObject DisplayType = {
     .tp_new = display_new,
 };
 
+/* ------------------------------------------------------------------ step buffer */
+
+/* ``Steps()``: the recorder's buffer of steps (TraceRecorder.steps) when the extension is
+ * built: a list of (kind, code, line, frame, depth, thread) tuples to Python code (append, len,
+ * indexing and slicing, ``del steps[i:]``, clear, iteration), stored as rows of six 32-bit
+ * numbers: no tuple and no object for the collector per step. append takes what array("B")
+ * (kind) and array("I") (the rest) take, and raises their errors (TypeError, OverflowError).
+ * chunk_columns reads it directly. */
+
+#define STEP_FIELDS 6
+
+typedef struct {
+    PyObject_HEAD
+    uint32_t *rows;  /* STEP_FIELDS per step */
+    Py_ssize_t size, cap;
+} Steps;
+
+static PyTypeObject StepsType;
+
+static int step_field(PyObject *item, unsigned long limit, uint32_t *out);
+
+/* Append one step given as six int objects. 0 or -1. */
+static int
+steps_push(Steps *self, PyObject *const *items)
+{
+    uint32_t row[STEP_FIELDS];
+    for (int c = 0; c < STEP_FIELDS; c++) {
+        if (step_field(items[c], c == 0 ? 0xFFUL : 0xFFFFFFFFUL, &row[c]) < 0) {
+            return -1;
+        }
+    }
+    if (self->size == self->cap) {
+        Py_ssize_t cap = self->cap < 1024 ? 1024 : self->cap * 2;
+        uint32_t *rows = PyMem_Realloc(self->rows, sizeof(uint32_t) * STEP_FIELDS * (size_t)cap);
+        if (rows == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        self->rows = rows;
+        self->cap = cap;
+    }
+    memcpy(self->rows + STEP_FIELDS * self->size, row, sizeof row);
+    self->size++;
+    return 0;
+}
+
+/* len(steps) of a Steps or a list. */
+static inline Py_ssize_t
+steps_size(PyObject *steps)
+{
+    return Py_IS_TYPE(steps, &StepsType) ? ((Steps *)steps)->size : PyList_GET_SIZE(steps);
+}
+
+/* steps.append(tuple(items)) for a Steps or a list. 0 or -1. */
+static int
+append_step(PyObject *steps, PyObject *const *items)
+{
+    if (Py_IS_TYPE(steps, &StepsType)) {
+        return steps_push((Steps *)steps, items);
+    }
+    PyObject *record = PyTuple_New(STEP_FIELDS);
+    if (record == NULL) {
+        return -1;
+    }
+    for (int c = 0; c < STEP_FIELDS; c++) {
+        PyTuple_SET_ITEM(record, c, Py_NewRef(items[c]));
+    }
+    PyObject_GC_UnTrack(record);  /* numbers only: what the collector would find out itself */
+    int rc = PyList_Append(steps, record);
+    Py_DECREF(record);
+    return rc;
+}
+
+/* 1 for a list or a Steps (what rec.steps may be). */
+static int
+is_steps(PyObject *steps)
+{
+    return PyList_CheckExact(steps) || Py_IS_TYPE(steps, &StepsType);
+}
+
+static PyObject *
+steps_row(Steps *self, Py_ssize_t i)
+{
+    const uint32_t *row = self->rows + STEP_FIELDS * i;
+    PyObject *tuple = PyTuple_New(STEP_FIELDS);
+    if (tuple == NULL) {
+        return NULL;
+    }
+    for (int c = 0; c < STEP_FIELDS; c++) {
+        PyObject *v = PyLong_FromUnsignedLong(row[c]);
+        if (v == NULL) {
+            Py_DECREF(tuple);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(tuple, c, v);
+    }
+    return tuple;
+}
+
+static Py_ssize_t
+steps_length(PyObject *op)
+{
+    return ((Steps *)op)->size;
+}
+
+static PyObject *
+steps_item(PyObject *op, Py_ssize_t i)
+{
+    Steps *self = (Steps *)op;
+    if (i < 0 || i >= self->size) {
+        PyErr_SetString(PyExc_IndexError, "step index out of range");
+        return NULL;
+    }
+    return steps_row(self, i);
+}
+
+static PyObject *
+steps_subscript(PyObject *op, PyObject *key)
+{
+    Steps *self = (Steps *)op;
+    if (PyIndex_Check(key)) {
+        Py_ssize_t i = PyNumber_AsSsize_t(key, PyExc_IndexError);
+        if (i == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        return steps_item(op, i < 0 ? i + self->size : i);
+    }
+    if (!PySlice_Check(key)) {
+        PyErr_Format(PyExc_TypeError, "step indices must be integers or slices, not %.100s", Py_TYPE(key)->tp_name);
+        return NULL;
+    }
+    Py_ssize_t start, stop, step;
+    if (PySlice_Unpack(key, &start, &stop, &step) < 0) {
+        return NULL;
+    }
+    Py_ssize_t n = PySlice_AdjustIndices(self->size, &start, &stop, step);
+    PyObject *list = PyList_New(n);
+    for (Py_ssize_t k = 0, i = start; list != NULL && k < n; k++, i += step) {
+        PyObject *row = steps_row(self, i);
+        if (row == NULL) {
+            Py_CLEAR(list);
+            break;
+        }
+        PyList_SET_ITEM(list, k, row);
+    }
+    return list;
+}
+
+/* del steps[i] and del steps[a:b] (contiguous); no assignment. */
+static int
+steps_ass_subscript(PyObject *op, PyObject *key, PyObject *value)
+{
+    Steps *self = (Steps *)op;
+    if (value != NULL) {
+        PyErr_SetString(PyExc_TypeError, "Steps: steps are appended, not assigned");
+        return -1;
+    }
+    Py_ssize_t start, stop, step = 1;
+    if (PyIndex_Check(key)) {
+        start = PyNumber_AsSsize_t(key, PyExc_IndexError);
+        if (start == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        start = start < 0 ? start + self->size : start;
+        if (start < 0 || start >= self->size) {
+            PyErr_SetString(PyExc_IndexError, "step index out of range");
+            return -1;
+        }
+        stop = start + 1;
+    }
+    else if (PySlice_Check(key)) {
+        if (PySlice_Unpack(key, &start, &stop, &step) < 0) {
+            return -1;
+        }
+        if (step != 1) {
+            PyErr_SetString(PyExc_TypeError, "Steps: only contiguous slices can be deleted");
+            return -1;
+        }
+        if (PySlice_AdjustIndices(self->size, &start, &stop, step) == 0) {
+            return 0;
+        }
+    }
+    else {
+        PyErr_Format(PyExc_TypeError, "step indices must be integers or slices, not %.100s", Py_TYPE(key)->tp_name);
+        return -1;
+    }
+    memmove(self->rows + STEP_FIELDS * start, self->rows + STEP_FIELDS * stop,
+            sizeof(uint32_t) * STEP_FIELDS * (size_t)(self->size - stop));
+    self->size -= stop - start;
+    return 0;
+}
+
+static PyObject *
+steps_append(PyObject *op, PyObject *step)
+{
+    if (!PyTuple_Check(step) || PyTuple_GET_SIZE(step) != STEP_FIELDS) {
+        PyErr_SetString(PyExc_TypeError, "Steps.append: a step is a 6-tuple");
+        return NULL;
+    }
+    if (steps_push((Steps *)op, &PyTuple_GET_ITEM(step, 0)) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+steps_clear(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    ((Steps *)op)->size = 0;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+steps_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, ":Steps", kwlist)) {
+        return NULL;
+    }
+    return type->tp_alloc(type, 0);
+}
+
+static void
+steps_dealloc(Steps *self)
+{
+    PyMem_Free(self->rows);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMethodDef steps_methods[] = {
+    {"append", steps_append, METH_O, "Append one (kind, code, line, frame, depth, thread) step."},
+    {"clear", steps_clear, METH_NOARGS, "Remove every step."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PySequenceMethods steps_as_sequence = {
+    .sq_length = steps_length,
+    .sq_item = steps_item,
+};
+
+static PyMappingMethods steps_as_mapping = {
+    .mp_length = steps_length,
+    .mp_subscript = steps_subscript,
+    .mp_ass_subscript = steps_ass_subscript,
+};
+
+static PyTypeObject StepsType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "replay.replayer._fastline.Steps",
+    .tp_basicsize = sizeof(Steps),
+    .tp_dealloc = (destructor)steps_dealloc,
+    .tp_as_sequence = &steps_as_sequence,
+    .tp_as_mapping = &steps_as_mapping,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Steps()\n--\n\nThe recorder's step buffer: (kind, code, line, frame, depth, thread) rows of u32.",
+    .tp_methods = steps_methods,
+    .tp_new = steps_new,
+};
+
 /* ------------------------------------------------------------------ helpers */
 
 /* frame.f_lineno (None when the frame has no line number), new reference. */
@@ -1797,13 +2070,41 @@ dict_discard(PyObject *d, PyObject *key)
     return 0;
 }
 
-/* rec.base + n, new reference (read at each use: as the closure, which reads it per change). */
+/* rec.__dict__ (new reference) when reading rec.base from it is what attribute access does
+ * (generic attribute access, no class attribute of that name), else NULL (no error). */
+static PyObject *
+base_dict(PyObject *rec)
+{
+    if (Py_TYPE(rec)->tp_getattro != PyObject_GenericGetAttr || PyObject_HasAttr((PyObject *)Py_TYPE(rec), s_base)) {
+        return NULL;
+    }
+    PyObject *dict = PyObject_GenericGetDict(rec, NULL);
+    if (dict == NULL || !PyDict_CheckExact(dict)) {
+        PyErr_Clear();
+        Py_CLEAR(dict);
+    }
+    return dict;
+}
+
+/* rec.base + n, new reference (rec.base read at each use: as the closure, which reads it per
+ * change); the last sum is reused while rec.base is the same object and n the same. */
 static PyObject *
 step_number(LocalTracer *self, Py_ssize_t n)
 {
-    PyObject *base = PyObject_GetAttr(self->rec, s_base);
-    if (base == NULL) {
+    PyObject *base = NULL;
+    if (self->rec_dict != NULL) {
+        base = PyDict_GetItemWithError(self->rec_dict, s_base);
+        if (base == NULL && PyErr_Occurred()) {
+            return NULL;
+        }
+        Py_XINCREF(base);
+    }
+    if (base == NULL && (base = PyObject_GetAttr(self->rec, s_base)) == NULL) {
         return NULL;
+    }
+    if (base == self->last_base && n == self->last_n && self->last_step != NULL) {
+        Py_DECREF(base);
+        return Py_NewRef(self->last_step);
     }
     PyObject *offset = PyLong_FromSsize_t(n);
     if (offset == NULL) {
@@ -1811,8 +2112,14 @@ step_number(LocalTracer *self, Py_ssize_t n)
         return NULL;
     }
     PyObject *step = PyNumber_Add(base, offset);
-    Py_DECREF(base);
     Py_DECREF(offset);
+    if (step == NULL) {
+        Py_DECREF(base);
+        return NULL;
+    }
+    Py_XSETREF(self->last_base, base);  /* held: an identity check on a freed object could match */
+    Py_XSETREF(self->last_step, Py_NewRef(step));
+    self->last_n = n;
     return step;
 }
 
@@ -2086,9 +2393,8 @@ set_act_line(LocalTracer *self, PyObject *value)
 /* Use a slot directly only if type(act).<name> is a writable object member descriptor of a
  * class on act's MRO, and the class does not customise attribute access. 0, or -1 on error. */
 static int
-find_member(PyObject *act, PyObject *name, PyObject **descr_out, PyMemberDef **member_out)
+find_type_member(PyTypeObject *type, PyObject *name, PyObject **descr_out, PyMemberDef **member_out)
 {
-    PyTypeObject *type = Py_TYPE(act);
     if (type->tp_getattro != PyObject_GenericGetAttr || type->tp_setattro != PyObject_GenericSetAttr) {
         return 0;
     }
@@ -2106,6 +2412,12 @@ find_member(PyObject *act, PyObject *name, PyObject **descr_out, PyMemberDef **m
     }
     Py_DECREF(descr);
     return 0;
+}
+
+static int
+find_member(PyObject *act, PyObject *name, PyObject **descr_out, PyMemberDef **member_out)
+{
+    return find_type_member(Py_TYPE(act), name, descr_out, member_out);
 }
 
 static int
@@ -2156,13 +2468,117 @@ act_frame(LocalTracer *self)
     return PyObject_GetAttr(self->act, s_frame);
 }
 
+/* ``Returning(return_ops, resume, yield_value)``: tracer._returning in C, called as
+ * ``returning(frame)``: True if the frame is returning a value (or yielding), False if an
+ * exception unwinds it: the instruction at frame.f_lasti is one of ``return_ops``, or ``resume``
+ * right after ``yield_value`` (3.13); True when f_lasti is past the code, False for None. The
+ * opcode numbers come from the dis module of this Python (tracer.py). LocalTracer calls it
+ * directly. */
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    unsigned char ops[256];  /* 1 for the return opcodes */
+    int resume, yield_value;
+} Returning;
+
+static PyTypeObject ReturningType;
+
+/* 1, 0, or -1 with an exception set (as the Python function raises: f_lasti None). */
+static int
+is_returning(Returning *self, PyObject *frame)
+{
+    if (frame == Py_None) {
+        return 0;
+    }
+    if (!PyFrame_Check(frame)) {
+        PyErr_SetString(PyExc_TypeError, "Returning: a frame or None");
+        return -1;
+    }
+    int lasti = PyFrame_GetLasti((PyFrameObject *)frame);
+    if (lasti < 0) {
+        PyErr_SetString(PyExc_TypeError, "byte indices must be integers or slices, not NoneType");
+        return -1;
+    }
+    PyCodeObject *code = PyFrame_GetCode((PyFrameObject *)frame);
+    PyObject *bytes = PyCode_GetCode(code);
+    Py_DECREF(code);
+    if (bytes == NULL) {
+        return -1;
+    }
+    int yes = 1;  /* past the code: IndexError, True */
+    if (lasti < PyBytes_GET_SIZE(bytes)) {
+        const unsigned char *co = (const unsigned char *)PyBytes_AS_STRING(bytes);
+        int op = co[lasti];
+        yes = self->ops[op] || (op == self->resume && lasti >= 2 && co[lasti - 2] == self->yield_value);
+    }
+    Py_DECREF(bytes);
+    return yes;
+}
+
+static PyObject *
+returning_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    if (PyVectorcall_NARGS(nargsf) != 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "Returning takes (frame)");
+        return NULL;
+    }
+    int yes = is_returning((Returning *)op, args[0]);
+    return yes < 0 ? NULL : PyBool_FromLong(yes);
+}
+
+static PyObject *
+returning_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PyObject *ops;
+    int resume, yield_value;
+    if (!PyArg_ParseTuple(args, "Oii:Returning", &ops, &resume, &yield_value)) {
+        return NULL;
+    }
+    Returning *self = (Returning *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->vectorcall = returning_vectorcall;
+    self->resume = resume;
+    self->yield_value = yield_value;
+    PyObject *it = PyObject_GetIter(ops), *item;
+    while (it != NULL && (item = PyIter_Next(it)) != NULL) {
+        long op = PyLong_AsLong(item);
+        Py_DECREF(item);
+        if (op < 0 || op > 255) {
+            if (!PyErr_Occurred()) {
+                PyErr_SetString(PyExc_ValueError, "Returning: opcodes are 0..255");
+            }
+            break;
+        }
+        self->ops[op] = 1;
+    }
+    Py_XDECREF(it);
+    if (PyErr_Occurred()) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static PyTypeObject ReturningType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "replay.replayer._fastline.Returning",
+    .tp_basicsize = sizeof(Returning),
+    .tp_vectorcall_offset = offsetof(Returning, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "Returning(return_ops, resume, yield_value)\n--\n\ntracer._returning in C: returning(frame) -> bool.",
+    .tp_new = returning_new,
+};
+
 /* TraceRecorder.pop(ts, act, RETURN, line, value), in C (the returning object was made with
  * ``returning``): the last line's effect, the returned value, the return step, the end of the
  * activation, its frame off the thread's stack, a flush when the chunk is full. 0 or -1. */
 static int
 pop_here(LocalTracer *self, PyObject *frame, PyObject *line, PyObject *value)
 {
-    Py_ssize_t n = PyList_GET_SIZE(self->steps);
+    Py_ssize_t n = steps_size(self->steps);
     PyObject *previous = act_line(self);
     if (previous == NULL) {
         return -1;
@@ -2185,10 +2601,16 @@ pop_here(LocalTracer *self, PyObject *frame, PyObject *line, PyObject *value)
             return -1;
         }
     }
-    PyObject *returning = PyObject_CallOneArg(self->returning, current);
+    int yes;
+    if (Py_IS_TYPE(self->returning, &ReturningType)) {
+        yes = is_returning((Returning *)self->returning, current);
+    }
+    else {
+        PyObject *returning = PyObject_CallOneArg(self->returning, current);
+        yes = returning != NULL ? PyObject_IsTrue(returning) : -1;
+        Py_XDECREF(returning);
+    }
     Py_DECREF(current);
-    int yes = returning != NULL ? PyObject_IsTrue(returning) : -1;
-    Py_XDECREF(returning);
     if (yes < 0) {
         return -1;
     }
@@ -2204,14 +2626,9 @@ pop_here(LocalTracer *self, PyObject *frame, PyObject *line, PyObject *value)
     if (thread == NULL) {
         return -1;
     }
-    PyObject *record = PyTuple_Pack(6, kind_return, self->cid, line, self->serial, self->depth, thread);
+    PyObject *record[STEP_FIELDS] = {kind_return, self->cid, line, self->serial, self->depth, thread};
+    int rc = append_step(self->steps, record);
     Py_DECREF(thread);
-    if (record == NULL) {
-        return -1;
-    }
-    PyObject_GC_UnTrack(record);
-    int rc = PyList_Append(self->steps, record);
-    Py_DECREF(record);
     PyObject *step = rc == 0 ? step_number(self, n) : NULL;
     if (step == NULL) {
         return -1;
@@ -2244,7 +2661,7 @@ pop_here(LocalTracer *self, PyObject *frame, PyObject *line, PyObject *value)
     if (rc < 0) {
         return -1;
     }
-    if (PyList_GET_SIZE(self->steps) > self->chunk_last) {
+    if (steps_size(self->steps) > self->chunk_last) {
         PyObject *res = PyObject_CallMethodNoArgs(self->rec, s_flush);
         if (res == NULL) {
             return -1;
@@ -2257,8 +2674,8 @@ pop_here(LocalTracer *self, PyObject *frame, PyObject *line, PyObject *value)
 static PyObject *
 on_line(LocalTracer *self, PyObject *frame)
 {
-    Py_ssize_t n = PyList_GET_SIZE(self->steps);
-    PyObject *line = NULL, *record;
+    Py_ssize_t n = steps_size(self->steps);
+    PyObject *line = NULL;
     int rc;
     PyObject *previous = act_line(self);
     if (previous == NULL) {
@@ -2280,19 +2697,9 @@ on_line(LocalTracer *self, PyObject *frame)
         }
         Py_CLEAR(effect);
     }
-    record = PyTuple_New(6);
-    if (record == NULL) {
-        goto error;
-    }
-    PyTuple_SET_ITEM(record, 0, Py_NewRef(kind_line));
-    PyTuple_SET_ITEM(record, 1, Py_NewRef(self->cid));
-    PyTuple_SET_ITEM(record, 2, line);  /* steals the reference */
-    PyTuple_SET_ITEM(record, 3, Py_NewRef(self->serial));
-    PyTuple_SET_ITEM(record, 4, Py_NewRef(self->depth));
-    PyTuple_SET_ITEM(record, 5, Py_NewRef(self->thread));
-    PyObject_GC_UnTrack(record);  /* numbers only: what the collector would find out itself */
-    rc = PyList_Append(self->steps, record);
-    Py_DECREF(record);
+    PyObject *record[STEP_FIELDS] = {kind_line, self->cid, line, self->serial, self->depth, self->thread};
+    rc = append_step(self->steps, record);
+    Py_DECREF(line);
     if (rc < 0) {
         return NULL;
     }
@@ -2382,7 +2789,7 @@ event_is(PyObject *event, PyObject *interned)
 /* An Exception escaping an event goes to rec.failed(exc) and the call returns None; other
  * BaseExceptions propagate (the closure's ``except Exception``). */
 static PyObject *
-handle_failure(LocalTracer *self)
+report_failure(PyObject *rec)
 {
     if (!PyErr_ExceptionMatches(PyExc_Exception)) {
         return NULL;
@@ -2402,7 +2809,7 @@ handle_failure(LocalTracer *self)
         Py_RETURN_NONE;
     }
 #endif
-    PyObject *res = PyObject_CallMethodOneArg(self->rec, s_failed, exc);
+    PyObject *res = PyObject_CallMethodOneArg(rec, s_failed, exc);
     Py_DECREF(exc);
     if (res == NULL) {
         return NULL;
@@ -2411,30 +2818,33 @@ handle_failure(LocalTracer *self)
     Py_RETURN_NONE;
 }
 
-/* The entry point. The settrace trampoline calls f_trace without holding a reference to it,
- * and the recorder may drop it during the call (stop_all sets every f_trace to None), so the
- * object keeps itself alive until it returns. A cleared object (tp_clear by the collector)
- * records nothing. */
 static PyObject *
-lt_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+handle_failure(LocalTracer *self)
 {
-    LocalTracer *self = (LocalTracer *)op;
-    if (PyVectorcall_NARGS(nargsf) != 3 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0)) {
-        PyErr_SetString(PyExc_TypeError, "LocalTracer takes (frame, event, arg)");
-        return NULL;
-    }
+    return report_failure(self->rec);
+}
+
+/* One event (PyTrace_LINE, _RETURN, _EXCEPTION or another) for this frame: the new
+ * f_trace (new reference: this object, or None), or NULL with a BaseException set. The
+ * settrace trampoline calls f_trace without holding a reference to it, and the recorder may
+ * drop it during the call (stop_all sets every f_trace to None), so the object keeps itself
+ * alive until it returns. A cleared object (tp_clear by the collector) records nothing. A
+ * library activation (``library``) records its return only, as SettraceTracer._library. */
+static PyObject *
+lt_event(LocalTracer *self, PyObject *frame, int what, PyObject *arg)
+{
+    PyObject *op = (PyObject *)self, *result;
     if (self->rec == NULL) {
         Py_RETURN_NONE;
     }
-    PyObject *frame = args[0], *event = args[1], *arg = args[2], *result;
     Py_INCREF(op);
-    if (event_is(event, s_line)) {
-        result = on_line(self, frame);
-    }
-    else if (event_is(event, s_return)) {
+    if (what == PyTrace_RETURN) {
         result = on_return(self, frame, arg);
     }
-    else if (event_is(event, s_exception)) {
+    else if (what == PyTrace_LINE && !self->library) {
+        result = on_line(self, frame);
+    }
+    else if (what == PyTrace_EXCEPTION && !self->library) {
         result = on_exception(self, frame, arg);
     }
     else {
@@ -2445,6 +2855,21 @@ lt_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwna
     }
     Py_DECREF(op);
     return result;
+}
+
+/* Called as f_trace(frame, event, arg) (by the settrace trampoline). */
+static PyObject *
+lt_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    if (PyVectorcall_NARGS(nargsf) != 3 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "LocalTracer takes (frame, event, arg)");
+        return NULL;
+    }
+    PyObject *event = args[1];
+    int what = event_is(event, s_line) ? PyTrace_LINE
+               : event_is(event, s_return) ? PyTrace_RETURN
+               : event_is(event, s_exception) ? PyTrace_EXCEPTION : PyTrace_OPCODE;
+    return lt_event((LocalTracer *)op, args[0], what, args[2]);
 }
 
 /* ------------------------------------------------------------------ type */
@@ -2459,6 +2884,18 @@ get_attr_checked(PyObject *obj, PyObject *name, PyTypeObject *exact, const char 
         Py_CLEAR(value);
     }
     return value;
+}
+
+/* rec.steps, checked to be a list or a Steps. */
+static PyObject *
+get_steps(PyObject *rec)
+{
+    PyObject *steps = PyObject_GetAttr(rec, s_steps);
+    if (steps != NULL && !is_steps(steps)) {
+        PyErr_Format(PyExc_TypeError, "rec.steps must be a list or a Steps, not %.100s", Py_TYPE(steps)->tp_name);
+        Py_CLEAR(steps);
+    }
+    return steps;
 }
 
 static PyObject *
@@ -2493,7 +2930,7 @@ lt_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->immutable = Py_NewRef(immutable);
     self->chunk_last = chunk_steps - 1;
     PyObject *code = NULL;
-    if ((self->steps = get_attr_checked(rec, s_steps, &PyList_Type, "rec.steps")) == NULL
+    if ((self->steps = get_steps(rec)) == NULL
             || (self->changes = get_attr_checked(rec, s_changes, &PyList_Type, "rec.changes")) == NULL
             || (self->diff = PyObject_GetAttr(rec, s_diff)) == NULL
             || (code = PyObject_GetAttr(act, s_code)) == NULL
@@ -2521,6 +2958,7 @@ lt_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     Py_DECREF(code);
     self->fingerprint = fingerprint != Py_None ? Py_NewRef(fingerprint) : NULL;
     self->node_of = fingerprint != Py_None && node_of != Py_None ? Py_NewRef(node_of) : NULL;
+    self->rec_dict = base_dict(rec);
     self->rec = Py_NewRef(rec);  /* set last: a NULL rec marks an unusable object */
     return (PyObject *)self;
 }
@@ -2528,6 +2966,9 @@ lt_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 static int
 lt_traverse(LocalTracer *self, visitproc visit, void *arg)
 {
+    Py_VISIT(self->rec_dict);
+    Py_VISIT(self->last_base);
+    Py_VISIT(self->last_step);
     Py_VISIT(self->rec);
     Py_VISIT(self->ts);
     Py_VISIT(self->act);
@@ -2559,6 +3000,9 @@ lt_traverse(LocalTracer *self, visitproc visit, void *arg)
 static int
 lt_clear(LocalTracer *self)
 {
+    Py_CLEAR(self->rec_dict);
+    Py_CLEAR(self->last_base);
+    Py_CLEAR(self->last_step);
     Py_CLEAR(self->rec);
     Py_CLEAR(self->ts);
     Py_CLEAR(self->act);
@@ -2614,6 +3058,877 @@ static PyTypeObject LocalTracerType = {
     .tp_traverse = (traverseproc)lt_traverse,
     .tp_clear = (inquiry)lt_clear,
     .tp_new = lt_new,
+};
+
+/* ------------------------------------------------------------------ global tracer */
+
+/* ``GlobalTracer(rec, display, immutable, chunk_steps, fingerprint=None, node_of=None,
+ * kinds=None, returning=None)``: SettraceTracer's global trace function in C, installed with
+ * PyEval_SetTrace (as coverage.py's CTracer is), so that no event goes through the settrace
+ * trampoline (its argument tuple, FastToLocals/LocalsToFast around every call) or Python code
+ * on the common path. The arguments after ``rec`` are the LocalTracer arguments that
+ * tracer.line_tracer would pass.
+ *
+ * Installed by calling it as a settrace function: ``sys.settrace(g)`` and
+ * ``threading.settrace(g)``. The trampoline calls it for the first call event of the thread;
+ * it handles the event and installs itself the C way (only on a call event: after
+ * ``sys.settrace(other)`` the trampoline calls ``other`` and this object is not called again).
+ * ``sys.gettrace()`` returns it, so a program that saves and restores the trace function
+ * reinstalls it.
+ *
+ * Events, as SettraceTracer._global and the trampoline do them:
+ *   call:  when rec.stopped or rec.in_gc, nothing (and f_trace = None). Else the code's
+ *          rec.codes entry (rec.code(code) when missing), the thread's rec._threads entry
+ *          (rec.thread() when missing); an in-scope frame: rec.push(ts, info, frame) and
+ *          f_trace = a LocalTracer; a library frame called directly from traced application
+ *          code: rec.push, f_trace_lines = 0 and f_trace = a library LocalTracer (its return
+ *          only); any other frame: f_trace = None, f_trace_lines = 0 (no line events).
+ *   other: to frame.f_trace: a LocalTracer directly in C, anything else called as the
+ *          trampoline calls it; a result other than None becomes f_trace.
+ * An Exception raised while handling an event goes to rec.failed(exc) (tracing stops, the
+ * program goes on); another BaseException propagates into the program and ends tracing on
+ * this thread, as from the trampoline.
+ *
+ * What a program could see differently from the trampoline: a frame's f_locals dict (3.11,
+ * 3.12) is refreshed when the recorder reads it, not before every event (closer to running
+ * untraced), and frames that were not traced keep f_trace_lines = False (a debugger that
+ * later sets f_trace on such a frame, still live, gets no line events from it). */
+
+#define ACT_FIELDS 11  /* Activation: serial code frame depth thread nodes values fps kids hits line */
+#define ACT_TABLES 7   /* rec._act_code _act_parent _act_call _act_end _act_depth _act_thread _act_nth */
+
+static PyObject *snapshot_locals(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+
+typedef struct {
+    PyObject *name;       /* attribute name (interned) */
+    PyTypeObject *type;   /* the type last looked at, or NULL */
+    PyObject *descr;      /* its member descriptor when read directly, else NULL */
+    PyMemberDef *member;
+} Slot;
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *rec, *codes, *threads;          /* the recorder, rec.codes, rec._threads */
+    PyObject *rec_dict;                       /* base_dict(rec) */
+    PyObject *steps, *changes, *diff;         /* what LocalTracer captures of rec */
+    PyObject *act_end, *live;
+    PyObject *display, *immutable, *fingerprint, *node_of, *kinds, *returning;
+    Py_ssize_t chunk_last;
+    Slot code_in_scope, code_lib, code_effects, code_cid, code_qualname, code_module_level;
+    Slot act_frame, act_code, act_serial, act_depth, act_values, act_nodes, act_fps, act_line, act_kids;
+    Slot ts_stack, ts_index;
+    /* gt_push: the Activation class (NULL: rec.push does every push), its fields' members and
+     * descriptors in __init__'s order, rec's activation tables and their bound append methods,
+     * snapshot_locals' (display, immutable, shown, kinds, fingerprint, node_of) */
+    PyObject *activation;
+    PyMemberDef *act_members[ACT_FIELDS];
+    PyObject *act_descrs[ACT_FIELDS];
+    PyObject *act_tables[ACT_TABLES], *act_appends[ACT_TABLES];
+    PyObject *snapshot;
+    PyObject *zero, *one, *minus_one;
+} GlobalTracer;
+
+static PyTypeObject GlobalTracerType;
+
+/* PyFrame_Type's f_trace accessors and f_trace_lines member (found at import). */
+static getter frame_get_trace;
+static setter frame_set_trace;
+static PyMemberDef *frame_trace_lines;
+
+static int
+find_frame_accessors(void)
+{
+    for (PyGetSetDef *gs = PyFrame_Type.tp_getset; gs != NULL && gs->name != NULL; gs++) {
+        if (strcmp(gs->name, "f_trace") == 0) {
+            frame_get_trace = gs->get;
+            frame_set_trace = gs->set;
+        }
+    }
+    for (PyMemberDef *m = PyFrame_Type.tp_members; m != NULL && m->name != NULL; m++) {
+        if (strcmp(m->name, "f_trace_lines") == 0 && m->type == T_BOOL) {
+            frame_trace_lines = m;
+        }
+    }
+    return 0;
+}
+
+/* frame.f_trace (new reference; None when unset). */
+static PyObject *
+get_f_trace(PyFrameObject *frame)
+{
+    if (frame_get_trace != NULL) {
+        return frame_get_trace((PyObject *)frame, NULL);
+    }
+    return PyObject_GetAttr((PyObject *)frame, s_f_trace);
+}
+
+/* frame.f_trace = value (None clears it). 0 or -1. */
+static int
+set_f_trace(PyFrameObject *frame, PyObject *value)
+{
+    if (frame_set_trace != NULL) {
+        return frame_set_trace((PyObject *)frame, value, NULL);
+    }
+    return PyObject_SetAttr((PyObject *)frame, s_f_trace, value);
+}
+
+/* frame.f_trace = None unless it is None already. 0 or -1. */
+static int
+clear_f_trace(PyFrameObject *frame)
+{
+    PyObject *current = get_f_trace(frame);
+    if (current == NULL) {
+        return -1;
+    }
+    int rc = current != Py_None ? set_f_trace(frame, Py_None) : 0;
+    Py_DECREF(current);
+    return rc;
+}
+
+/* frame.f_trace_lines = on. 0 or -1. */
+static int
+set_trace_lines(PyFrameObject *frame, int on)
+{
+    if (frame_trace_lines != NULL) {
+        *((char *)frame + frame_trace_lines->offset) = (char)(on != 0);
+        return 0;
+    }
+    return PyObject_SetAttr((PyObject *)frame, s_f_trace_lines, on ? Py_True : Py_False);
+}
+
+static void
+slot_init(Slot *s, PyObject *name)
+{
+    s->name = name;
+    s->type = NULL;
+    s->descr = NULL;
+    s->member = NULL;
+}
+
+static void
+slot_clear(Slot *s)
+{
+    Py_CLEAR(s->type);
+    Py_CLEAR(s->descr);
+    s->member = NULL;
+}
+
+/* obj.<name> (new reference): through its slot's member definition when type(obj) is a
+ * plain slots class (find_member), else by attribute. The member is looked up again when
+ * another type comes. */
+static PyObject *
+slot_get(Slot *s, PyObject *obj)
+{
+    PyTypeObject *type = Py_TYPE(obj);
+    if (s->type != type) {
+        slot_clear(s);
+        if (find_member(obj, s->name, &s->descr, &s->member) < 0) {
+            PyErr_Clear();  /* no such attribute on the class: read by attribute */
+            s->descr = NULL;
+            s->member = NULL;
+        }
+        s->type = (PyTypeObject *)Py_NewRef(type);
+    }
+    if (s->member != NULL) {
+        return PyMember_GetOne((const char *)obj, s->member);
+    }
+    return PyObject_GetAttr(obj, s->name);
+}
+
+/* bool(obj.<name>): 1, 0 or -1. */
+static int
+slot_true(Slot *s, PyObject *obj)
+{
+    PyObject *value = slot_get(s, obj);
+    if (value == NULL) {
+        return -1;
+    }
+    int yes = value == Py_True ? 1 : value == Py_False ? 0 : PyObject_IsTrue(value);
+    Py_DECREF(value);
+    return yes;
+}
+
+/* bool(obj.<name>) for a plain attribute: 1, 0 or -1. */
+static int
+attr_true(PyObject *obj, PyObject *name)
+{
+    PyObject *value = PyObject_GetAttr(obj, name);
+    if (value == NULL) {
+        return -1;
+    }
+    int yes = value == Py_True ? 1 : value == Py_False ? 0 : PyObject_IsTrue(value);
+    Py_DECREF(value);
+    return yes;
+}
+
+/* The attribute read from ``obj`` through ``s``, checked to be an exact ``exact``. */
+static PyObject *
+slot_checked(Slot *s, PyObject *obj, PyTypeObject *exact, const char *what)
+{
+    PyObject *value = slot_get(s, obj);
+    if (value != NULL && !Py_IS_TYPE(value, exact)) {
+        PyErr_Format(PyExc_TypeError, "GlobalTracer: %s must be a %s, not %.100s", what, exact->tp_name,
+                     Py_TYPE(value)->tp_name);
+        Py_CLEAR(value);
+    }
+    return value;
+}
+
+/* The LocalTracer of a pushed activation: what LocalTracer(rec, ts, act, <g's arguments>)
+ * makes, its fields read through the global tracer's slots. New reference, NULL on error. */
+static PyObject *
+lt_from(GlobalTracer *g, PyObject *ts, PyObject *act, PyObject *info, int library)
+{
+    LocalTracer *self = (LocalTracer *)LocalTracerType.tp_alloc(&LocalTracerType, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->vectorcall = lt_vectorcall;
+    self->library = library;
+    self->ts = Py_NewRef(ts);
+    self->act = Py_NewRef(act);
+    self->steps = Py_NewRef(g->steps);
+    self->changes = Py_NewRef(g->changes);
+    self->diff = Py_NewRef(g->diff);
+    self->display = Py_NewRef(g->display);
+    self->immutable = Py_NewRef(g->immutable);
+    self->chunk_last = g->chunk_last;
+    self->fingerprint = Py_XNewRef(g->fingerprint);
+    self->node_of = Py_XNewRef(g->node_of);
+    self->kinds = Py_XNewRef(g->kinds);
+    if ((self->effects = slot_checked(&g->code_effects, info, &PyDict_Type, "act.code.effects")) == NULL
+            || (self->cid = slot_get(&g->code_cid, info)) == NULL
+            || (self->serial = slot_get(&g->act_serial, act)) == NULL
+            || (self->depth = slot_get(&g->act_depth, act)) == NULL
+            || (self->thread = slot_get(&g->ts_index, ts)) == NULL
+            || (self->values = slot_checked(&g->act_values, act, &PyDict_Type, "act.values")) == NULL
+            || (self->nodes = slot_checked(&g->act_nodes, act, &PyDict_Type, "act.nodes")) == NULL
+            || (g->fingerprint != NULL
+                && (self->fps = slot_checked(&g->act_fps, act, &PyDict_Type, "act.fps")) == NULL)) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    /* act.line and act.frame through their members, as find_line_member and find_member
+     * would find them (the slots have just read act's other fields, so they know its type) */
+    PyObject *line = slot_get(&g->act_line, act);
+    if (line == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    Py_DECREF(line);
+    if (g->act_line.member != NULL) {
+        self->line_descr = Py_NewRef(g->act_line.descr);
+        self->line_member = g->act_line.member;
+    }
+    if (g->returning != NULL) {
+        PyObject *frame = slot_get(&g->act_frame, act);
+        if (frame == NULL) {
+            Py_DECREF(self);
+            return NULL;
+        }
+        Py_DECREF(frame);
+        if (g->act_frame.member != NULL) {
+            self->frame_descr = Py_NewRef(g->act_frame.descr);
+            self->frame_member = g->act_frame.member;
+        }
+        self->returning = Py_NewRef(g->returning);
+        self->act_end = Py_NewRef(g->act_end);
+        self->live = Py_NewRef(g->live);
+        if ((self->stack = slot_checked(&g->ts_stack, ts, &PyList_Type, "ts.stack")) == NULL) {
+            Py_DECREF(self);
+            return NULL;
+        }
+    }
+    self->rec_dict = Py_XNewRef(g->rec_dict);
+    self->rec = Py_NewRef(g->rec);  /* set last: a NULL rec marks an unusable object */
+    return (PyObject *)self;
+}
+
+/* This thread's _Thread: rec._threads[threading.get_ident()], else rec.thread() (which makes
+ * it). New reference, NULL on error. */
+static PyObject *
+gt_thread(GlobalTracer *g)
+{
+    PyObject *ident = PyLong_FromUnsignedLong(PyThread_get_thread_ident());
+    if (ident == NULL) {
+        return NULL;
+    }
+    PyObject *ts = PyDict_GetItemWithError(g->threads, ident);
+    Py_DECREF(ident);
+    if (ts != NULL) {
+        return Py_NewRef(ts);
+    }
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    return PyObject_CallMethodNoArgs(g->rec, s_thread);
+}
+
+/* 1 when a library frame called now is called directly from traced application code: the
+ * thread's innermost activation is the caller's, of in-scope code. 0, or -1 on error. */
+static int
+called_from_app(GlobalTracer *g, PyObject *ts, PyFrameObject *frame)
+{
+    PyObject *stack = slot_checked(&g->ts_stack, ts, &PyList_Type, "ts.stack");
+    if (stack == NULL) {
+        return -1;
+    }
+    Py_ssize_t size = PyList_GET_SIZE(stack);
+    if (size == 0) {
+        Py_DECREF(stack);
+        return 0;
+    }
+    PyObject *top = Py_NewRef(PyList_GET_ITEM(stack, size - 1));
+    Py_DECREF(stack);
+    PyObject *top_frame = slot_get(&g->act_frame, top);
+    if (top_frame == NULL) {
+        Py_DECREF(top);
+        return -1;
+    }
+    PyFrameObject *back = PyFrame_GetBack(frame);
+    int same = (PyObject *)back == top_frame;
+    Py_XDECREF(back);
+    Py_DECREF(top_frame);
+    if (!same) {
+        Py_DECREF(top);
+        return 0;
+    }
+    PyObject *code = slot_get(&g->act_code, top);
+    Py_DECREF(top);
+    if (code == NULL) {
+        return -1;
+    }
+    int in_scope = slot_true(&g->code_in_scope, code);
+    Py_DECREF(code);
+    return in_scope;
+}
+
+/* TraceRecorder.push(ts, info, frame) in C for a frame called below a traced activation
+ * whose code already has its id (any other call goes to rec.push: a thread's root call
+ * checks its strand, a library function's first call numbers its code), when the global
+ * tracer was given the Activation class and snapshot_locals' arguments. The same steps,
+ * table entries and changes, in the same order; the Activation made as its __init__ makes it.
+ * New reference, NULL on error. */
+static PyObject *
+gt_push(GlobalTracer *g, PyObject *ts, PyObject *info, PyFrameObject *frame)
+{
+    PyObject *stack = NULL, *parent = NULL, *kids = NULL, *parent_serial = NULL, *qualname = NULL;
+    PyObject *cid = NULL, *act = NULL, *serial = NULL, *depth = NULL, *thread = NULL, *nth = NULL;
+    PyObject *n = NULL, *line = NULL, *module_level = NULL;
+    int ok = 0;
+    if (g->activation == NULL || (cid = slot_get(&g->code_cid, info)) == NULL) {
+        goto python;
+    }
+    long cid_value = PyLong_AsLong(cid);
+    if (cid_value < 0 || (stack = slot_checked(&g->ts_stack, ts, &PyList_Type, "ts.stack")) == NULL
+            || PyList_GET_SIZE(stack) == 0) {
+        if (PyErr_Occurred()) {
+            goto done;
+        }
+        goto python;
+    }
+    Py_ssize_t count = PyObject_Length(g->act_tables[0]);
+    if (count < 0) {
+        goto done;
+    }
+    parent = Py_NewRef(PyList_GET_ITEM(stack, PyList_GET_SIZE(stack) - 1));
+    if ((kids = slot_checked(&g->act_kids, parent, &PyDict_Type, "act.kids")) == NULL
+            || (parent_serial = slot_get(&g->act_serial, parent)) == NULL
+            || (qualname = slot_get(&g->code_qualname, info)) == NULL) {
+        goto done;
+    }
+    PyObject *seen = PyDict_GetItemWithError(kids, qualname);
+    if (seen == NULL && PyErr_Occurred()) {
+        goto done;
+    }
+    nth = PyNumber_Add(seen != NULL ? seen : g->zero, g->one);
+    if (nth == NULL || PyDict_SetItem(kids, qualname, nth) < 0) {
+        goto done;
+    }
+    if ((serial = PyLong_FromSsize_t(count)) == NULL || (depth = PyLong_FromSsize_t(PyList_GET_SIZE(stack))) == NULL
+            || (thread = slot_get(&g->ts_index, ts)) == NULL) {
+        goto done;
+    }
+    /* Activation(serial, info, frame, depth, thread), its fields set as __init__ sets them */
+    PyTypeObject *type = (PyTypeObject *)g->activation;
+    act = type->tp_alloc(type, 0);
+    if (act == NULL) {
+        goto done;
+    }
+    PyObject *fields[] = {serial, info, (PyObject *)frame, depth, thread, NULL, NULL, NULL, NULL, NULL, g->zero};
+    for (int i = 0; i < ACT_FIELDS; i++) {
+        PyObject *value = fields[i] != NULL ? Py_NewRef(fields[i]) : PyDict_New();
+        int rc = value != NULL ? PyMember_SetOne((char *)act, g->act_members[i], value) : -1;
+        Py_XDECREF(value);
+        if (rc < 0) {
+            goto done;
+        }
+    }
+    PyObject *base = PyObject_GetAttr(g->rec, s_base);
+    if (base == NULL) {
+        goto done;
+    }
+    PyObject *offset = PyLong_FromSsize_t(steps_size(g->steps));
+    n = offset != NULL ? PyNumber_Add(base, offset) : NULL;
+    Py_DECREF(base);
+    Py_XDECREF(offset);
+    if (n == NULL) {
+        goto done;
+    }
+    PyObject *row[] = {cid, parent_serial, n, g->minus_one, depth, thread, nth};
+    for (int i = 0; i < ACT_TABLES; i++) {  /* rec._act_code.append(info.cid), ... */
+        PyObject *res = PyObject_CallOneArg(g->act_appends[i], row[i]);
+        if (res == NULL) {
+            goto done;
+        }
+        Py_DECREF(res);
+    }
+    if (PyList_Append(stack, act) < 0 || PyDict_SetItem(g->live, serial, act) < 0
+            || (line = frame_lineno((PyObject *)frame)) == NULL
+            || PyMember_SetOne((char *)act, g->act_members[ACT_FIELDS - 1], line) < 0
+            || (module_level = slot_get(&g->code_module_level, info)) == NULL) {
+        goto done;
+    }
+    PyObject *args[11] = {act, (PyObject *)frame, n, g->changes};
+    for (Py_ssize_t i = 0; i < 6; i++) {
+        args[4 + i + (i >= 3)] = PyTuple_GET_ITEM(g->snapshot, i);  /* display, immutable, shown, kinds, fp, node_of */
+    }
+    args[7] = module_level;
+    PyObject *res = snapshot_locals(NULL, args, 11);
+    if (res == NULL) {
+        goto done;
+    }
+    Py_DECREF(res);
+    PyObject *record[STEP_FIELDS] = {g->zero, cid, line, serial, depth, thread};  /* CALL is 0 */
+    ok = append_step(g->steps, record) == 0;
+    goto done;
+python:
+    Py_CLEAR(cid);
+    Py_CLEAR(stack);
+    PyObject *pargs[4] = {g->rec, ts, info, (PyObject *)frame};
+    act = PyObject_VectorcallMethod(s_push, pargs, 4 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    return act;
+done:
+    Py_XDECREF(stack);
+    Py_XDECREF(parent);
+    Py_XDECREF(kids);
+    Py_XDECREF(parent_serial);
+    Py_XDECREF(qualname);
+    Py_XDECREF(cid);
+    Py_XDECREF(serial);
+    Py_XDECREF(depth);
+    Py_XDECREF(thread);
+    Py_XDECREF(nth);
+    Py_XDECREF(n);
+    Py_XDECREF(line);
+    Py_XDECREF(module_level);
+    if (!ok) {
+        Py_CLEAR(act);
+    }
+    return act;
+}
+
+/* The call event: SettraceTracer._global. The frame's new f_trace (new reference; None: no
+ * change), or NULL with a BaseException set. */
+static PyObject *
+gt_call(GlobalTracer *g, PyFrameObject *frame)
+{
+    PyObject *code = NULL, *info = NULL, *ts = NULL, *act = NULL, *result = NULL;
+    int off = attr_true(g->rec, s_stopped);
+    if (off == 0) {
+        off = attr_true(g->rec, s_in_gc);
+    }
+    if (off != 0) {
+        if (off < 0 || clear_f_trace(frame) < 0) {
+            goto error;
+        }
+        Py_RETURN_NONE;
+    }
+    code = (PyObject *)PyFrame_GetCode(frame);
+    info = PyDict_GetItemWithError(g->codes, code);
+    if (info != NULL) {
+        Py_INCREF(info);
+    }
+    else if (PyErr_Occurred() || (info = PyObject_CallMethodOneArg(g->rec, s_code, code)) == NULL) {
+        goto error;
+    }
+    if ((ts = gt_thread(g)) == NULL) {
+        goto error;
+    }
+    int in_scope = slot_true(&g->code_in_scope, info);
+    if (in_scope < 0) {
+        goto error;
+    }
+    if (!in_scope) {
+        int traced = slot_true(&g->code_lib, info);
+        if (traced > 0) {
+            traced = called_from_app(g, ts, frame);
+        }
+        if (traced < 0) {
+            goto error;
+        }
+        if (!traced) {  /* not traced: no line events, and no stale f_trace (a resumed generator) */
+            if (clear_f_trace(frame) < 0 || set_trace_lines(frame, 0) < 0) {
+                goto error;
+            }
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
+    }
+    act = gt_push(g, ts, info, frame);
+    if (act == NULL || (!in_scope && set_trace_lines(frame, 0) < 0)) {
+        goto error;
+    }
+    result = lt_from(g, ts, act, info, !in_scope);
+    if (result == NULL) {
+        goto error;
+    }
+done:
+    Py_XDECREF(act);
+    Py_XDECREF(ts);
+    Py_XDECREF(info);
+    Py_XDECREF(code);
+    return result;
+error:
+    Py_XDECREF(act);
+    Py_XDECREF(ts);
+    Py_XDECREF(info);
+    Py_XDECREF(code);
+    return report_failure(g->rec);
+}
+
+#if PY_VERSION_HEX < 0x030D0000
+#define FAST_TO_LOCALS(frame) PyFrame_FastToLocalsWithError(frame)
+#define LOCALS_TO_FAST(frame) PyFrame_LocalsToFast((frame), 1)
+#else  /* 3.13: frame.f_locals is a write-through proxy (PEP 667) */
+#define FAST_TO_LOCALS(frame) 0
+#define LOCALS_TO_FAST(frame) ((void)0)
+#endif
+
+/* f_trace(frame, event, arg) for an f_trace that is not a LocalTracer (set by the program),
+ * as the trampoline calls it. New reference or NULL. */
+static PyObject *
+call_foreign(PyObject *callback, PyFrameObject *frame, int what, PyObject *arg)
+{
+    static const char *names[] = {"call", "exception", "line", "return", "c_call", "c_exception",
+                                  "c_return", "opcode"};
+    if (what < 0 || what > 7) {
+        Py_RETURN_NONE;
+    }
+    PyObject *event = PyUnicode_InternFromString(names[what]);
+    if (event == NULL || FAST_TO_LOCALS(frame) < 0) {
+        Py_XDECREF(event);
+        return NULL;
+    }
+    PyObject *args[3] = {(PyObject *)frame, event, arg};
+    PyObject *result = PyObject_Vectorcall(callback, args, 3, NULL);
+    LOCALS_TO_FAST(frame);
+    Py_DECREF(event);
+    return result;
+}
+
+/* An error leaves the trace function as the trampoline does: tracing off on this thread,
+ * the frame's f_trace cleared, the error raised in the frame. */
+static int
+gt_raise(PyFrameObject *frame)
+{
+    PyTraceBack_Here(frame);
+    PyEval_SetTrace(NULL, NULL);
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *exc = PyErr_GetRaisedException();
+    if (set_f_trace(frame, Py_None) < 0) {
+        PyErr_Clear();
+    }
+    PyErr_SetRaisedException(exc);
+#else
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (set_f_trace(frame, Py_None) < 0) {
+        PyErr_Clear();
+    }
+    PyErr_Restore(type, value, tb);
+#endif
+    return -1;
+}
+
+/* The C trace function (PyEval_SetTrace). */
+static int
+gt_trace(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
+{
+    GlobalTracer *g = (GlobalTracer *)obj;
+    PyObject *result;
+    if (arg == NULL) {  /* a return while an exception unwinds the frame */
+        arg = Py_None;
+    }
+    if (what == PyTrace_CALL) {
+        if (g->rec == NULL) {
+            return 0;
+        }
+        Py_INCREF(obj);  /* sys.settrace(None) in a callee of the recorder would free it */
+        result = gt_call(g, frame);
+        Py_DECREF(obj);
+        if (result == NULL) {
+            return gt_raise(frame);
+        }
+        int rc = result != Py_None ? set_f_trace(frame, result) : 0;
+        Py_DECREF(result);
+        return rc;
+    }
+    PyObject *callback = get_f_trace(frame);
+    if (callback == NULL) {
+        return -1;
+    }
+    if (callback == Py_None) {
+        Py_DECREF(callback);
+        return 0;
+    }
+    if (Py_IS_TYPE(callback, &LocalTracerType)) {
+        result = lt_event((LocalTracer *)callback, (PyObject *)frame, what, arg);
+    }
+    else {
+        result = call_foreign(callback, frame, what, arg);
+    }
+    if (result == NULL) {
+        Py_DECREF(callback);
+        return gt_raise(frame);
+    }
+    int rc = result != Py_None && result != callback ? set_f_trace(frame, result) : 0;
+    Py_DECREF(result);
+    Py_DECREF(callback);
+    return rc;
+}
+
+/* Called as a settrace function (by the trampoline, for a thread's first call event after
+ * sys.settrace(self)): the call event, then install the C trace function on this thread. */
+static PyObject *
+gt_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    GlobalTracer *g = (GlobalTracer *)op;
+    if (PyVectorcall_NARGS(nargsf) != 3 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "GlobalTracer takes (frame, event, arg)");
+        return NULL;
+    }
+    if (!PyFrame_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "GlobalTracer: frame must be a frame");
+        return NULL;
+    }
+    if (g->rec == NULL || !event_is(args[1], s_call)) {
+        Py_RETURN_NONE;
+    }
+    Py_INCREF(op);
+    PyObject *result = gt_call(g, (PyFrameObject *)args[0]);
+    if (result != NULL) {
+        PyEval_SetTrace(gt_trace, op);
+    }
+    Py_DECREF(op);
+    return result;
+}
+
+/* What gt_push needs: every field of ``activation`` a plain slot (else every push goes to
+ * rec.push), rec's activation tables and their append methods. 0, or -1 on error. */
+static int
+gt_find_push(GlobalTracer *self, PyTypeObject *activation, PyObject *rec, PyObject *snapshot)
+{
+    const char *fields[ACT_FIELDS] = {"serial", "code", "frame", "depth", "thread", "nodes", "values", "fps",
+                                      "kids", "hits", "line"};
+    const char *tables[ACT_TABLES] = {"_act_code", "_act_parent", "_act_call", "_act_end", "_act_depth",
+                                      "_act_thread", "_act_nth"};
+    if (activation->tp_new != PyBaseObject_Type.tp_new || activation->tp_alloc != PyType_GenericAlloc) {
+        return 0;
+    }
+    for (int i = 0; i < ACT_FIELDS; i++) {
+        PyObject *name = PyUnicode_InternFromString(fields[i]);
+        int rc = name != NULL ? find_type_member(activation, name, &self->act_descrs[i], &self->act_members[i]) : -1;
+        Py_XDECREF(name);
+        if (rc < 0) {
+            return -1;
+        }
+        if (self->act_members[i] == NULL) {
+            return 0;  /* not a plain slot: rec.push */
+        }
+    }
+    for (int i = 0; i < ACT_TABLES; i++) {
+        if ((self->act_tables[i] = PyObject_GetAttrString(rec, tables[i])) == NULL
+                || (self->act_appends[i] = PyObject_GetAttrString(self->act_tables[i], "append")) == NULL) {
+            return -1;
+        }
+    }
+    if ((self->zero = PyLong_FromLong(0)) == NULL || (self->one = PyLong_FromLong(1)) == NULL
+            || (self->minus_one = PyLong_FromLong(-1)) == NULL) {
+        return -1;
+    }
+    self->snapshot = Py_NewRef(snapshot);
+    self->activation = Py_NewRef(activation);
+    return 0;
+}
+
+static PyObject *
+gt_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"rec", "display", "immutable", "chunk_steps", "fingerprint", "node_of", "kinds",
+                             "returning", "activation", "snapshot", NULL};
+    PyObject *rec, *display, *immutable, *fingerprint = Py_None, *node_of = Py_None;
+    PyObject *kinds = Py_None, *returning = Py_None, *activation = Py_None, *snapshot = Py_None;
+    Py_ssize_t chunk_steps;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOn|OOOOOO:GlobalTracer", kwlist, &rec, &display, &immutable,
+                                     &chunk_steps, &fingerprint, &node_of, &kinds, &returning, &activation,
+                                     &snapshot)) {
+        return NULL;
+    }
+    if ((activation != Py_None || snapshot != Py_None)
+            && (!PyType_Check(activation) || !PyTuple_CheckExact(snapshot) || PyTuple_GET_SIZE(snapshot) != 6
+                || returning == Py_None)) {
+        PyErr_SetString(PyExc_TypeError, "GlobalTracer: activation must be a class and snapshot a 6-tuple, "
+                                         "with returning");
+        return NULL;
+    }
+    if (kinds != Py_None && !PyDict_CheckExact(kinds)) {
+        PyErr_SetString(PyExc_TypeError, "GlobalTracer: kinds must be a dict or None");
+        return NULL;
+    }
+    if (chunk_steps < 1) {
+        PyErr_SetString(PyExc_ValueError, "GlobalTracer: chunk_steps must be positive");
+        return NULL;
+    }
+    GlobalTracer *self = (GlobalTracer *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->vectorcall = gt_vectorcall;
+    Slot *slots[] = {&self->code_in_scope, &self->code_lib, &self->code_effects, &self->code_cid,
+                     &self->code_qualname, &self->code_module_level,
+                     &self->act_frame, &self->act_code, &self->act_serial, &self->act_depth,
+                     &self->act_values, &self->act_nodes, &self->act_fps, &self->act_line, &self->act_kids,
+                     &self->ts_stack, &self->ts_index};
+    PyObject *names[] = {s_in_scope, s_lib, s_effects, s_cid, s_qualname, s_module_level, s_frame, s_code,
+                         s_serial, s_depth, s_values, s_nodes, s_fps, s_line, s_kids, s_stack, s_index};
+    for (size_t i = 0; i < sizeof(slots) / sizeof(slots[0]); i++) {
+        slot_init(slots[i], names[i]);
+    }
+    self->display = Py_NewRef(display);
+    self->immutable = Py_NewRef(immutable);
+    self->chunk_last = chunk_steps - 1;
+    self->fingerprint = fingerprint != Py_None ? Py_NewRef(fingerprint) : NULL;
+    self->node_of = fingerprint != Py_None && node_of != Py_None ? Py_NewRef(node_of) : NULL;
+    self->kinds = fingerprint != Py_None && kinds != Py_None ? Py_NewRef(kinds) : NULL;
+    self->returning = returning != Py_None ? Py_NewRef(returning) : NULL;
+    if ((self->codes = get_attr_checked(rec, s_codes, &PyDict_Type, "rec.codes")) == NULL
+            || (self->threads = get_attr_checked(rec, s_threads, &PyDict_Type, "rec._threads")) == NULL
+            || (self->steps = get_steps(rec)) == NULL
+            || (self->changes = get_attr_checked(rec, s_changes, &PyList_Type, "rec.changes")) == NULL
+            || (self->diff = PyObject_GetAttr(rec, s_diff)) == NULL
+            || (self->returning != NULL
+                && ((self->act_end = PyObject_GetAttr(rec, s_act_end)) == NULL
+                    || (self->live = get_attr_checked(rec, s_live, &PyDict_Type, "rec.live")) == NULL))) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    self->rec_dict = base_dict(rec);
+    if (activation != Py_None && gt_find_push(self, (PyTypeObject *)activation, rec, snapshot) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    self->rec = Py_NewRef(rec);  /* set last: a NULL rec marks an unusable object */
+    return (PyObject *)self;
+}
+
+static int
+gt_traverse(GlobalTracer *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->rec);
+    Py_VISIT(self->codes);
+    Py_VISIT(self->threads);
+    Py_VISIT(self->steps);
+    Py_VISIT(self->changes);
+    Py_VISIT(self->diff);
+    Py_VISIT(self->act_end);
+    Py_VISIT(self->live);
+    Py_VISIT(self->display);
+    Py_VISIT(self->immutable);
+    Py_VISIT(self->fingerprint);
+    Py_VISIT(self->node_of);
+    Py_VISIT(self->kinds);
+    Py_VISIT(self->returning);
+    Py_VISIT(self->activation);
+    Py_VISIT(self->snapshot);
+    Py_VISIT(self->rec_dict);
+    for (int i = 0; i < ACT_TABLES; i++) {
+        Py_VISIT(self->act_tables[i]);
+        Py_VISIT(self->act_appends[i]);
+    }
+    return 0;
+}
+
+static int
+gt_clear(GlobalTracer *self)
+{
+    Py_CLEAR(self->rec);
+    Py_CLEAR(self->codes);
+    Py_CLEAR(self->threads);
+    Py_CLEAR(self->steps);
+    Py_CLEAR(self->changes);
+    Py_CLEAR(self->diff);
+    Py_CLEAR(self->act_end);
+    Py_CLEAR(self->live);
+    Py_CLEAR(self->display);
+    Py_CLEAR(self->immutable);
+    Py_CLEAR(self->fingerprint);
+    Py_CLEAR(self->node_of);
+    Py_CLEAR(self->kinds);
+    Py_CLEAR(self->returning);
+    Py_CLEAR(self->activation);
+    Py_CLEAR(self->snapshot);
+    Py_CLEAR(self->rec_dict);
+    Py_CLEAR(self->zero);
+    Py_CLEAR(self->one);
+    Py_CLEAR(self->minus_one);
+    for (int i = 0; i < ACT_FIELDS; i++) {
+        self->act_members[i] = NULL;
+        Py_CLEAR(self->act_descrs[i]);
+    }
+    for (int i = 0; i < ACT_TABLES; i++) {
+        Py_CLEAR(self->act_tables[i]);
+        Py_CLEAR(self->act_appends[i]);
+    }
+    Slot *slots[] = {&self->code_in_scope, &self->code_lib, &self->code_effects, &self->code_cid,
+                     &self->code_qualname, &self->code_module_level,
+                     &self->act_frame, &self->act_code, &self->act_serial, &self->act_depth,
+                     &self->act_values, &self->act_nodes, &self->act_fps, &self->act_line, &self->act_kids,
+                     &self->ts_stack, &self->ts_index};
+    for (size_t i = 0; i < sizeof(slots) / sizeof(slots[0]); i++) {
+        slot_clear(slots[i]);
+    }
+    return 0;
+}
+
+static void
+gt_dealloc(GlobalTracer *self)
+{
+    PyObject_GC_UnTrack(self);
+    gt_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+PyDoc_STRVAR(gt_doc,
+"GlobalTracer(rec, display, immutable, chunk_steps, fingerprint=None, node_of=None, kinds=None,\n"
+"             returning=None)\n--\n\n"
+"SettraceTracer's global trace function in C: pass it to sys.settrace and threading.settrace;\n"
+"on a thread's first call event it installs itself with PyEval_SetTrace. Frames it traces\n"
+"get a LocalTracer (made with the same arguments) as f_trace, called from C.");
+
+static PyTypeObject GlobalTracerType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "replay.replayer._fastline.GlobalTracer",
+    .tp_basicsize = sizeof(GlobalTracer),
+    .tp_dealloc = (destructor)gt_dealloc,
+    .tp_vectorcall_offset = offsetof(GlobalTracer, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = gt_doc,
+    .tp_traverse = (traverseproc)gt_traverse,
+    .tp_clear = (inquiry)gt_clear,
+    .tp_new = gt_new,
 };
 
 /* ------------------------------------------------------------------ chunk columns */
@@ -2708,8 +4023,8 @@ PyDoc_STRVAR(chunk_columns_doc,
 static PyObject *
 chunk_columns(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2 || !PyList_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "chunk_columns(steps: list, exception_kind: int)");
+    if (nargs != 2 || !(PyList_Check(args[0]) || Py_IS_TYPE(args[0], &StepsType))) {
+        PyErr_SetString(PyExc_TypeError, "chunk_columns(steps: list | Steps, exception_kind: int)");
         return NULL;
     }
     PyObject *steps = args[0];
@@ -2717,7 +4032,8 @@ chunk_columns(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (exception_kind == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    Py_ssize_t n = PyList_GET_SIZE(steps);
+    const uint32_t *rows = Py_IS_TYPE(steps, &StepsType) ? ((Steps *)steps)->rows : NULL;
+    Py_ssize_t n = rows != NULL ? ((Steps *)steps)->size : PyList_GET_SIZE(steps);
     if (n == 0) {
         PyErr_SetString(PyExc_ValueError, "chunk_columns: no steps");
         return NULL;
@@ -2747,14 +4063,21 @@ chunk_columns(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *step = PyList_GET_ITEM(steps, i);
-        if (!PyTuple_Check(step) || PyTuple_GET_SIZE(step) != 6) {
-            PyErr_SetString(PyExc_TypeError, "chunk_columns: a step is not a 6-tuple");
-            goto done;
+        if (rows != NULL) {  /* a Steps: checked when appended */
+            for (int c = 0; c < 6; c++) {
+                fields[c][i] = rows[STEP_FIELDS * i + c];
+            }
         }
-        for (int c = 0; c < 6; c++) {
-            if (step_field(PyTuple_GET_ITEM(step, c), c == 0 ? 0xFFUL : 0xFFFFFFFFUL, &fields[c][i]) < 0) {
+        else {
+            PyObject *step = PyList_GET_ITEM(steps, i);
+            if (!PyTuple_Check(step) || PyTuple_GET_SIZE(step) != 6) {
+                PyErr_SetString(PyExc_TypeError, "chunk_columns: a step is not a 6-tuple");
                 goto done;
+            }
+            for (int c = 0; c < 6; c++) {
+                if (step_field(PyTuple_GET_ITEM(step, c), c == 0 ? 0xFFUL : 0xFFFFFFFFUL, &fields[c][i]) < 0) {
+                    goto done;
+                }
             }
         }
         uint32_t kind = fields[0][i], cid = fields[1][i], line = fields[2][i], depth = fields[4][i];
@@ -3168,6 +4491,10 @@ intern_all(void)
         {&t_nt, "nt"}, {&t_type, "type"}, {&r_resource, "an operating-system resource or a type implemented in C"},
         {&s_module_attr, "__module__"}, {&s_frame, "frame"}, {&s_return_name, "<return>"},
         {&s_act_end, "_act_end"}, {&s_stack, "stack"}, {&s_live, "live"},
+        {&s_call, "call"}, {&s_in_gc, "in_gc"}, {&s_codes, "codes"}, {&s_threads, "_threads"},
+        {&s_thread, "thread"}, {&s_push, "push"}, {&s_in_scope, "in_scope"}, {&s_lib, "lib"},
+        {&s_f_trace, "f_trace"}, {&s_f_trace_lines, "f_trace_lines"}, {&s_qualname, "qualname"},
+        {&s_module_level, "module_level"}, {&s_kids, "kids"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if (*names[i].slot == NULL && (*names[i].slot = PyUnicode_InternFromString(names[i].text)) == NULL) {
@@ -3203,7 +4530,9 @@ add_display_bounds(PyObject *module)
 PyMODINIT_FUNC
 PyInit__fastline(void)
 {
-    if (intern_all() < 0 || find_python_class_slots() < 0 || PyType_Ready(&LocalTracerType) < 0
+    if (intern_all() < 0 || find_python_class_slots() < 0 || find_frame_accessors() < 0
+            || PyType_Ready(&LocalTracerType) < 0 || PyType_Ready(&GlobalTracerType) < 0
+            || PyType_Ready(&ReturningType) < 0 || PyType_Ready(&StepsType) < 0
             || PyType_Ready(&DisplayType) < 0) {
         return NULL;
     }
@@ -3212,6 +4541,9 @@ PyInit__fastline(void)
         return NULL;
     }
     if (PyModule_AddObjectRef(module, "LocalTracer", (PyObject *)&LocalTracerType) < 0
+            || PyModule_AddObjectRef(module, "GlobalTracer", (PyObject *)&GlobalTracerType) < 0
+            || PyModule_AddObjectRef(module, "Returning", (PyObject *)&ReturningType) < 0
+            || PyModule_AddObjectRef(module, "Steps", (PyObject *)&StepsType) < 0
             || PyModule_AddObjectRef(module, "Display", (PyObject *)&DisplayType) < 0
             || PyModule_AddIntConstant(module, "LINE", KIND_LINE) < 0
             || PyModule_AddIntConstant(module, "RETURN", KIND_RETURN) < 0

@@ -14,7 +14,10 @@ an item/attribute store could have mutated in place are re-encoded and compared 
 A line that stores nothing costs one dict lookup.
 
 Backends: ``sys.settrace`` (every version; the only one on 3.11) and ``sys.monitoring``
-(3.12+, :mod:`replay.replayer.monitoring`). Both feed the same :class:`TraceRecorder`.
+(3.12+, :mod:`replay.replayer.monitoring`). Both feed the same :class:`TraceRecorder`. With
+the C extension (``replay.replayer._fastline``) the settrace backend's hot path is C end to
+end: ``GlobalTracer`` (installed with ``PyEval_SetTrace``), ``LocalTracer``, ``Steps``;
+``REPLAY_PURE_TRACER=1`` runs the same logic in Python (byte-identical traces).
 
 Memory: steps are buffered per chunk (:data:`CHUNK_STEPS`) and written compressed as each
 chunk fills; what stays in memory is the live frames and 40 bytes per activation.
@@ -417,6 +420,7 @@ _add_hits: Any = _fast("add_hits", _add_hits_py)
 
 
 _chunk_columns: Any = _fast("chunk_columns", _chunk_columns_py)
+_Steps: Any = _fast("Steps")  # TraceRecorder.steps: a list of tuples without it
 
 
 _RETURN_OPS: Final = frozenset(dis.opmap[n] for n in ("RETURN_VALUE", "RETURN_CONST", "YIELD_VALUE") if n in dis.opmap)
@@ -439,6 +443,20 @@ def _returning(frame: FrameType | None) -> bool:
         return op in _RETURN_OPS or (op == _RESUME and lasti >= 2 and code[lasti - 2] == _YIELD_VALUE)
     except (IndexError, AttributeError):
         return True
+
+
+def _snapshot_arguments() -> tuple[Any, ...]:
+    """``_fastline.snapshot_locals``' arguments after ``module_level``, with three before it:
+    ``(display, immutable, shown, kinds, fingerprint, node_of)`` as this module's hooks are now."""
+    fp = fingerprint if _display_fingerprint is not None else None
+    return (display, _IMMUTABLE, _shown, _TYPE_KINDS if fp is _fingerprint else None, fp,
+            display if display.__class__ is _Display else _node_of)
+
+
+_Returning: Any = _fast("Returning")
+_RETURNING: Final = _returning  # (tests may replace _returning: then LocalTracer calls theirs)
+_returning_c: Any = None if _Returning is None else _Returning(_RETURN_OPS, _RESUME, _YIELD_VALUE)
+"""The C twin of :func:`_returning` (LocalTracer calls it without a Python call)."""
 
 
 def _shown(name: str, value: Any, module_level: bool) -> bool:
@@ -469,7 +487,9 @@ class TraceRecorder:
         self._writer = SnapshotWriter(path, {"kind": "trace", "trace_format": TRACE_FORMAT, **(header or {})},
                                       level=1)
         self._pack = msgpack.Packer(use_bin_type=True).pack  # nodes and keyframes: read lazily
-        self.steps: list[tuple[int, int, int, int, int, int]] = []
+        # (kind, code id, line, activation, depth, thread) per step of the chunk being filled:
+        # with the C extension a _fastline.Steps (the same to Python code, u32 rows in C)
+        self.steps: Any = [] if _Steps is None else _Steps()
         self.changes: list[tuple[Any, ...]] = []
         self.base = 0  # step number of steps[0]
         self.codes: dict[CodeType, _Code] = {}
@@ -627,10 +647,8 @@ class TraceRecorder:
     def _snapshot_locals(self, act: Activation, frame: FrameType, n: int) -> None:
         module_level = act.code.module_level
         if _snapshot_locals_c is not None:  # the same loop in C
-            fp = fingerprint if _display_fingerprint is not None else None
-            _snapshot_locals_c(act, frame, n, self.changes, display, _IMMUTABLE, _shown, module_level,
-                               _TYPE_KINDS if fp is _fingerprint else None, fp,
-                               display if display.__class__ is _Display else _node_of)
+            show, immutable, shown, kinds, fp, node_of = _snapshot_arguments()
+            _snapshot_locals_c(act, frame, n, self.changes, show, immutable, shown, module_level, kinds, fp, node_of)
             return
         values, nodes, fps, changes = act.values, act.nodes, act.fps, self.changes
         try:
@@ -879,10 +897,31 @@ class SettraceTracer:
         self.rec = recorder
 
     def start(self) -> None:
-        """Trace this thread from its next call, and threads started from now on."""
+        """Trace this thread from its next call, and threads started from now on.
+
+        With the C extension the global trace function is ``_fastline.GlobalTracer``: it
+        installs itself with ``PyEval_SetTrace`` at each thread's first call event, so no
+        event goes through ``sys.settrace``'s trampoline or Python code on the common path
+        (the same steps; tests/unit/test_fastline.py compares the trace files)."""
         self.rec.watch_gc()
-        threading.settrace(self._global)
-        sys.settrace(self._global)
+        trace = self._c_global() or self._global
+        threading.settrace(trace)
+        sys.settrace(trace)
+
+    def _c_global(self) -> Any:
+        """The C global tracer, or None: no extension, ``REPLAY_PURE_TRACER=1``, or a test
+        that replaced :func:`line_tracer` or ``_LocalTracer`` (the Python path then runs)."""
+        if _GlobalTracer is None or _LocalTracer is None or globals()["line_tracer"] is not _LINE_TRACER:
+            return None
+        rec = self.rec
+        # pushes in C too (making each Activation as its __init__ does, these fields in this
+        # order), unless a test replaced push or the locals snapshot (then rec.push)
+        pushes = (type(rec).push is TraceRecorder.push and "push" not in vars(rec) and _snapshot_locals_c is not None
+                  and type(rec)._snapshot_locals is TraceRecorder._snapshot_locals
+                  and Activation.__slots__ == ("serial", "code", "frame", "depth", "thread", "nodes", "values", "fps",
+                                               "kids", "hits", "line"))
+        return _GlobalTracer(rec, *_local_arguments(), activation=Activation if pushes else None,
+                             snapshot=_snapshot_arguments() if pushes else None)
 
     def stop(self) -> None:
         """Stop tracing (frames still live stop being traced too)."""
@@ -893,24 +932,28 @@ class SettraceTracer:
 
     def _global(self, frame: FrameType, event: str, arg: Any) -> Any:
         rec = self.rec
-        if rec.stopped or rec.in_gc:
-            if frame.f_trace is not None:  # a resumed generator: see below
-                frame.f_trace = None
-            return None
-        info = rec.codes.get(frame.f_code) or rec.code(frame.f_code)
-        ts = rec.thread()
-        if not info.in_scope:
-            stack = ts.stack
-            if not info.lib or not stack or frame.f_back is not stack[-1].frame or not stack[-1].code.in_scope:
-                # Returning None leaves f_trace as it was: a generator resumed here would
-                # still report to the tracer of its last traced activation (a second return).
-                if frame.f_trace is not None:
+        try:
+            if rec.stopped or rec.in_gc:
+                if frame.f_trace is not None:  # a resumed generator: see below
                     frame.f_trace = None
                 return None
-            act = rec.push(ts, info, frame)
-            frame.f_trace_lines = False
-            return self._library(ts, act)
-        return line_tracer(rec, ts, rec.push(ts, info, frame))
+            info = rec.codes.get(frame.f_code) or rec.code(frame.f_code)
+            ts = rec.thread()
+            if not info.in_scope:
+                stack = ts.stack
+                if not info.lib or not stack or frame.f_back is not stack[-1].frame or not stack[-1].code.in_scope:
+                    # Returning None leaves f_trace as it was: a generator resumed here would
+                    # still report to the tracer of its last traced activation (a second return).
+                    if frame.f_trace is not None:
+                        frame.f_trace = None
+                    return None
+                act = rec.push(ts, info, frame)
+                frame.f_trace_lines = False
+                return self._library(ts, act)
+            return line_tracer(rec, ts, rec.push(ts, info, frame))
+        except Exception as exc:  # noqa: BLE001 - a tracer bug must not reach the program
+            rec.failed(exc)
+            return None
 
     def _library(self, ts: _Thread, act: Activation) -> Any:
         rec = self.rec
@@ -925,6 +968,20 @@ class SettraceTracer:
 
 
 _LocalTracer: Any = _fast("LocalTracer")  # the C twin of line_tracer's closure
+_GlobalTracer: Any = _fast("GlobalTracer")  # the C twin of SettraceTracer._global
+
+
+def _local_arguments() -> tuple[Any, ...]:
+    """What ``_LocalTracer`` is made with after ``(rec, ts, act)`` (and ``_GlobalTracer``
+    after ``rec``): ``(display, immutable, chunk_steps, fingerprint, node_of, kinds,
+    returning)``, as this module's hooks are now (tests and benchmarks replace them)."""
+    returning = _returning_c if _returning_c is not None and _returning is _RETURNING else _returning
+    if _display_fingerprint is None:
+        return (display, _IMMUTABLE, CHUNK_STEPS, None, None, None, returning)
+    # with the C display, its own node table stands for _node_of's
+    node_of = display if display.__class__ is _Display else _node_of
+    return (display, _IMMUTABLE, CHUNK_STEPS, fingerprint, node_of,
+            _TYPE_KINDS if fingerprint is _fingerprint else None, returning)
 
 
 def line_tracer(rec: TraceRecorder, ts: _Thread, act: Activation) -> Any:
@@ -932,12 +989,7 @@ def line_tracer(rec: TraceRecorder, ts: _Thread, act: Activation) -> Any:
     return and exception steps. The monitoring backend calls it for LINE events too. This
     is the hot path: the common case is inlined (and done in C when the extension is built)."""
     if _LocalTracer is not None:
-        if _display_fingerprint is None:
-            return _LocalTracer(rec, ts, act, display, _IMMUTABLE, CHUNK_STEPS, returning=_returning)
-        # with the C display, its own node table stands for _node_of's
-        node_of = display if display.__class__ is _Display else _node_of
-        return _LocalTracer(rec, ts, act, display, _IMMUTABLE, CHUNK_STEPS, fingerprint, node_of,
-                            kinds=_TYPE_KINDS if fingerprint is _fingerprint else None, returning=_returning)
+        return _LocalTracer(rec, ts, act, *_local_arguments())
     steps = rec.steps
     append = steps.append
     effects = act.code.effects
@@ -996,6 +1048,9 @@ def line_tracer(rec: TraceRecorder, ts: _Thread, act: Activation) -> Any:
             return None
 
     return local
+
+
+_LINE_TRACER: Final = line_tracer  # SettraceTracer._c_global: has a test replaced it?
 
 
 class NoopTracer:
