@@ -16,7 +16,7 @@ import types
 from collections.abc import Callable
 from typing import Any, Final
 
-from replay.capture import identity
+from replay.capture import identity, redact_records
 from replay.capture.boundary import ACTIVE, PACKAGE_DIR, STRAND
 from replay.capture.interceptors import REAL
 from replay.snapshot.codec import DISPLAY, Encoder, encode, type_path
@@ -41,9 +41,19 @@ def count(name: str, n: int = 1) -> None:
 
 
 def stats() -> dict[str, int]:
-    """A copy of the capture counters: snapshots written, capture errors, ..."""
+    """A copy of the capture counters: snapshots written, capture errors, drops by reason
+    (``dropped_<reason>``; see docs/production.md). Counters are per process."""
     with _stats_lock:
         return dict(_stats)
+
+
+def reset_after_fork() -> None:
+    """In a forked child: a fresh counter lock (another thread may have held it at fork
+    time) and zeroed counters (the child counts its own snapshots)."""
+    global _stats_lock
+    _stats_lock = threading.Lock()
+    for name in _stats:
+        _stats[name] = 0
 
 
 class Recorder:
@@ -299,6 +309,9 @@ def write_snapshot(
     app_packages = sorted({r["module"].partition(".")[0] for r in code if r["module"] != "__main__"})
     entry["app_packages"] = app_packages
     env = identity.environment(root or os.getcwd(), set(app_packages))
+    # Redaction, fail closed: if it raises, nothing is written (counted as redaction_errors).
+    red = redact_records.redact_recording(entry, recorder.tape, outcome, env, code)
+    entry, outcome, env, code = red.entry, red.outcome, red.environment, red.code
     reasons = list(dict.fromkeys(entry.get("reasons", []) + recorder.reasons))
     counts: dict[str, int] = {}
     for record in recorder.tape:
@@ -323,6 +336,7 @@ def write_snapshot(
         "reasons": reasons,
         "code_notes": notes,
         "hash_seed": env["hash_seed"],
+        "redaction": red.manifest,
     }
     if recorder.strands:
         header["strands"] = recorder.strands
@@ -337,29 +351,17 @@ def write_snapshot(
         writer.write_section(Section.ENTRY, [entry])
         writer.write_section(Section.ENVIRONMENT, [env])
         writer.write_section(Section.CODE, code)
-        writer.write_section(Section.TAPE, recorder.tape)
+        writer.write_section(Section.TAPE, red.tape)
         if recorder.runs:
             writer.write_section(Section.STRANDS, recorder.strand_records())
         writer.write_section(Section.OUTCOME, [outcome])
-        trace_header = _embed_trace(writer, trace) if trace else None
+        trace_header = redact_records.embed_trace(writer, trace, red.walker) if trace else None
         final = writer.close({"trace": trace_header} if trace_header else None)
     except BaseException:
         writer.abort()
         raise
     count("snapshots_written")
     return final
-
-
-def _embed_trace(writer: SnapshotWriter, path: str) -> dict[str, Any]:
-    """Copy a trace file's frames into ``writer`` (compressed frames are not re-encoded)."""
-    from replay.snapshot.reader import SnapshotFile
-
-    with SnapshotFile(path) as f:
-        for number, frame in enumerate(f.frames):
-            writer.write_frame(frame.section, frame.records, f.raw_payload(number))
-        header = dict(f.header)
-    header.pop("kind", None)
-    return header
 
 
 def _version() -> str:

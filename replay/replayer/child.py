@@ -5,17 +5,22 @@ roots first, then the recorded sources, then the recorded extra path entries), i
 the interceptors before any application module is imported, serves the tape, calls the
 entry point and writes what happened to RESULT (msgpack). The parent
 (:mod:`replay.replayer.runner`) sets the recorded hash seed and time zone in the
-environment before starting this process.
+environment before starting this process. With ``--serve READ_FD WRITE_FD`` it is a fork
+server instead (:mod:`replay.replayer.forkserver`): it forks one such process per request.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import importlib
 import importlib.util
 import inspect
 import os
+
+# subprocess binds time.monotonic when imported (``from time import monotonic``); a recorded
+# process imported it before the interceptors, so the replay does too (imported during
+# install(), Popen.wait/communicate would read the tape's clock).
+import subprocess  # noqa: F401
 import sys
 import tempfile
 import traceback
@@ -28,7 +33,7 @@ from replay.capture.boundary import ACTIVE
 from replay.capture.interceptors import REAL, install
 from replay.capture.recorder import describe_exception, relative_to_roots, return_outcome
 from replay.errors import ReplayDiverged, ReplaySetupError
-from replay.replayer import sandbox
+from replay.replayer import sandbox, web
 from replay.replayer.tape import TapePlayer, describe
 from replay.snapshot import open_snapshot
 from replay.snapshot.codec import Decoder, TypeResolver
@@ -136,7 +141,10 @@ def _code_identity(roots: list[str], app_modules: set[str]) -> dict[str, str]:
 
 
 def _invoke(fn: Any, kind: str, args: list[Any], kwargs: dict[str, Any], player: TapePlayer) -> Any:
+    if kind in web.KINDS:
+        return web.invoke(fn, kind, args[0], player)
     if kind == "async" or inspect.iscoroutinefunction(fn):
+        import asyncio  # only async entry points pay for it (and for ssl, which it loads)
 
         async def runner() -> Any:
             token = ACTIVE.set(player)  # only the entry task's context is served from the tape
@@ -227,7 +235,7 @@ def replay_once(request: dict[str, Any]) -> dict[str, Any]:
             if tracer is not None:
                 tracer.stop()
         sandbox.activate(False)
-        outcome = return_outcome(value)
+        outcome = web.response_outcome(value) if entry.get("kind") in web.KINDS else return_outcome(value)
     except ReplayDiverged:
         outcome = {"kind": "diverged"}
     except ReplaySetupError:
@@ -324,4 +332,8 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--serve"]:  # a fork server: this module as __main__, as in a fresh child
+        from replay.replayer.forkserver import serve
+
+        sys.exit(serve(main, sys.argv))
     sys.exit(main(sys.argv))

@@ -41,6 +41,7 @@ from typing import Any
 
 from replay.capture.boundary import CLOCK_STREAMS, PACKAGE_DIR, STRAND, channel_spec, suspended
 from replay.capture.interceptors import exempt
+from replay.capture.redact_rules import redacted_match
 from replay.errors import ReplayDiverged
 from replay.snapshot.codec import Decoder, Encoder, TypeResolver, render
 from replay.snapshot.model import Interaction
@@ -246,6 +247,15 @@ class TapePlayer:
             key = args
         return channel, op, repr(key)
 
+    def _redacted_queue(self, channel: str, op: str, args_node: Any) -> deque[Interaction] | None:
+        """The queue of an unanswered recorded request whose redacted secrets (tokens) are
+        the only difference from this one (see replay.capture.redact_rules.redacted_match)."""
+        for inter in self.tape:
+            if (inter.channel == channel and inter.op == op and inter.index not in self.consumed
+                    and "~redacted~" in repr(inter.args) and redacted_match(inter.args, args_node)):
+                return self._keyed.get(self._key(channel, op, self._args_of(inter)))
+        return None
+
     def _synth(self, what: str) -> None:
         self.synthesized[what] = self.synthesized.get(what, 0) + 1
 
@@ -314,7 +324,7 @@ class TapePlayer:
             inter = queue[0]
             if (inter.channel, inter.op) != (channel, op):
                 raise self._diverge(channel, op, args_node, "a different call than the one recorded", inter)
-            if channel != "clock" and repr(inter.args) != repr(args_node):
+            if channel != "clock" and repr(inter.args) != repr(args_node) and not redacted_match(inter.args, args_node):
                 raise self._diverge(channel, op, args_node, "the same call with different arguments", inter)
             queue.popleft()
             return self._take(inter)
@@ -440,7 +450,7 @@ class TapePlayer:
                     return Served(uuid.UUID(int=self._rng.getrandbits(128), version=1))
                 return self._take(queue.popleft())
             key = self._key(channel, op, args)
-            queue = self._keyed.get(key)
+            queue = self._keyed.get(key) or self._redacted_queue(channel, op, args_node)
             is_effect = spec.effect(op, args)
             if queue:
                 inter = self._take(queue.popleft())

@@ -102,7 +102,7 @@ def test_replay_spawns_nothing_and_serves_the_recorded_output(app, tmp_path):
     assert marker.read_text() == "x\n"
     with open_snapshot(snap) as s:
         recorded = decode(s.outcome["value"])
-    assert recorded["count"] == "1" and len(recorded["token"]) == 12
+    assert recorded["count"] == "1" and recorded["token"].startswith("~redacted~token~")  # a value named token
     for _ in range(2):
         result = reproduce(snap)
         assert result.verdict is Verdict.REPRODUCED, (result.reason, result.divergence)

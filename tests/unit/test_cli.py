@@ -107,6 +107,7 @@ def test_escape_sequences_from_a_snapshot_are_neutralised(tmp_path, capsys):
 
     with pytest.raises(ValueError):
         evil()
+    replay.capture.flush()  # written by the background writer
     (snap,) = list(tmp_path.glob("*.rsnap"))
     assert main(["show", str(snap)]) == ExitCode.OK
     out = capsys.readouterr().out

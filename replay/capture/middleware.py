@@ -1,0 +1,490 @@
+"""WSGI and ASGI middleware: each HTTP request is a recorded entry point.
+
+``ReplayWSGIMiddleware(app)`` (Flask, Django, any WSGI app) and ``ReplayASGIMiddleware(app)``
+(Starlette, FastAPI, any ASGI app) record every admitted request like ``@replay.capture``
+records a call: the request as data is the entry argument, the boundary interactions the
+app makes while it handles the request are the tape, and the response is the outcome
+(:mod:`replay.capture.webdata` has the record shapes). A response with a 5xx status or an
+exception escaping the app is a failure; on-error capture writes a snapshot for those only.
+Every snapshot goes through :func:`replay.capture.api._finish` (policy, redaction,
+background writing). See docs/web.md.
+
+The body is read before the app runs, up to ``max_body_bytes`` (default 1 MiB), and given
+to the app from memory; a larger body is passed through and the snapshot is marked not
+replayable. What the client receives is never changed: chunks, ``close()``, ``len()`` and
+the server's file wrapper pass through (PEP 3333). Per request, on-error capture costs a
+recorder, a shallow copy of the environ or scope and a wrapper around the response; the
+request is encoded only when a snapshot will be written.
+
+Replay (:mod:`replay.replayer.web`) imports the app by the module attribute recorded in
+the entry (found in the loaded modules when the first request arrives, or given as
+``name="pkg.module:app"``), rebuilds the request and drives it through the app.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from replay.capture import api
+from replay.capture.boundary import ACTIVE
+from replay.capture.interceptors import REAL, install
+from replay.capture.policy import resolve
+from replay.capture.recorder import Recorder, count, log
+from replay.capture.webdata import (
+    ASGI,
+    MAX_BODY_BYTES,
+    WSGI,
+    AppEntry,
+    BodyBuffer,
+    asgi_request,
+    response_outcome,
+    status_code,
+    wsgi_request,
+)
+from replay.errors import UsageError
+
+__all__ = ["MAX_BODY_BYTES", "ReplayASGIMiddleware", "ReplayWSGIMiddleware"]
+
+
+class _Capture:
+    """What both middlewares share: options, the policy, the entry, the snapshot write."""
+
+    def __init__(self, app: Any, kind: str, on: str | None, directory: Any, name: str | None,
+                 max_body_bytes: int, options: dict[str, Any]):
+        if name is not None and (":" not in name or not all(name.partition(":")[::2])):
+            raise UsageError(f"name={name!r}: expected 'package.module:attribute'")
+        if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int) or max_body_bytes < 0:
+            raise UsageError(f"max_body_bytes={max_body_bytes!r}: expected a number of bytes >= 0")
+        self.app = app
+        self.policy = resolve(on, **options)
+        self.directory = os.fspath(directory) if directory is not None else None
+        self.max_body_bytes = max_body_bytes
+        self.entry = AppEntry(self, kind, name)
+        setattr(self, api.ENTRY_ATTRIBUTE, app)  # replay imports this object: it calls `app`
+        install()
+
+    def admit(self) -> bool:
+        """Whether to record this request: not inside a recording or a replay (then it is part
+        of the outer call), and admitted by the policy (mode, sampling)."""
+        return ACTIVE.get() is None and self.policy.admit()
+
+    def always(self) -> bool:
+        """Whether successful requests are written too (the response body must be kept)."""
+        return self.policy.current().on == "always"
+
+    def start(self) -> tuple[Recorder, int]:
+        """A recorder for one admitted request, and its start time (ns)."""
+        self.entry.template()
+        rec = Recorder(max_interactions=self.policy.settings.max_interactions)
+        rec.app_roots = self.entry.roots  # already absolute: saves normalising paths per request
+        return rec, REAL["time.perf_counter_ns"]()
+
+    def write(self, exchange: Any, rec: Recorder, t0: int, exc: BaseException | None = None) -> None:
+        """Hand a finished request to :func:`replay.capture.api._finish`; never raises.
+
+        ``exchange`` gives ``status``, ``reasons``, ``failed()``, ``request()`` and
+        ``response()``. A success in mode "error" is dropped before anything is encoded;
+        the request is encoded only for a snapshot the policy may write.
+        """
+        try:
+            failed = exc is not None or (exchange.status is not None and exchange.failed())
+            if not failed and (exchange.status is None or not self.always()):
+                return
+            entry = self.entry.record(exchange.request(), exchange.reasons)
+            outcome = fingerprint = None
+            if exc is None:
+                outcome = response_outcome(exchange.response())
+                # one failure per app, method, path and status (the per-failure rate limit)
+                fingerprint = (entry["module"], entry["qualname"], exchange.method(), exchange.path(),
+                               outcome["http_status"])
+        except Exception:  # noqa: BLE001 - fail open
+            count("capture_errors")
+            log.warning("replay: could not record the request", exc_info=True)
+            return
+        api._finish(entry, rec, self.directory, t0, exc=exc, outcome=outcome, failed=failed,
+                    fingerprint=fingerprint, policy=self.policy)
+
+
+# ------------------------------------------------------------------------ WSGI
+
+
+class ReplayWSGIMiddleware(_Capture):
+    """Record the requests of a WSGI app; write a snapshot for each failing one (or all).
+
+    Usage: ``app.wsgi_app = ReplayWSGIMiddleware(app.wsgi_app)`` (Flask), ``application =
+    ReplayWSGIMiddleware(get_wsgi_application())`` (Django), or wrap any WSGI callable.
+
+    Args:
+        app: The WSGI application.
+        on: ``"error"`` (a 5xx response or an exception escaping the app), ``"always"`` or
+            ``"off"``; default the process default (:func:`replay.capture.configure`, else
+            ``$REPLAY_CAPTURE``, else ``"error"``).
+        directory: Where snapshots go: a directory or an fsspec URL; default as for
+            :func:`replay.capture.capture`.
+        name: ``"package.module:attribute"`` of the app for replay, when the middleware
+            cannot find it in the loaded modules (an app built in a factory and never bound
+            at module level). The object named is called by replay with the rebuilt request.
+        max_body_bytes: Request and response bodies are kept up to this many bytes.
+        **options: Policy options for this app (``sample_rate``, ``rate_limit``,
+            ``rate_limit_per_failure``, ...: see docs/production.md).
+
+    Raises:
+        UsageError: a bad ``on``, ``name``, ``max_body_bytes`` or policy option.
+
+    Thread safety: one instance serves concurrent requests (each has its own recorder).
+    """
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], *, on: str | None = None,
+                 directory: str | os.PathLike[str] | None = None, name: str | None = None,
+                 max_body_bytes: int = MAX_BODY_BYTES, **options: Any):
+        super().__init__(app, WSGI, on, directory, name, max_body_bytes, options)
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if not self.admit():
+            return self.app(environ, start_response)
+        try:
+            exchange = _WSGIExchange(self, environ, start_response)
+            rec, t0 = self.start()
+        except Exception:  # noqa: BLE001 - fail open: serve the request unrecorded
+            count("capture_errors")
+            log.warning("replay: could not start recording a request", exc_info=True)
+            return self.app(environ, start_response)
+        token = ACTIVE.set(rec)
+        try:
+            result = self.app(environ, exchange.start_response)
+        except Exception as exc:
+            ACTIVE.reset(token)
+            rec.close()
+            self.write(exchange, rec, t0, exc)
+            raise
+        except BaseException:
+            ACTIVE.reset(token)
+            rec.close()
+            raise
+        ACTIVE.reset(token)
+        if type(result) is list or type(result) is tuple:
+            # A materialised body runs no app code when iterated and has no close(): record
+            # it now and give the server the very object the app returned.
+            rec.close()
+            for chunk in result:
+                exchange.add(chunk)
+            self.write(exchange, rec, t0)
+            return result
+        wrapper = environ.get("wsgi.file_wrapper")
+        if wrapper is not None and type(result) is wrapper:
+            # The server sends its own file wrapper efficiently (sendfile); returning anything
+            # else would change the response framing. Its body is a file, not recorded.
+            rec.close()
+            exchange.file_body = True
+            self.write(exchange, rec, t0)
+            return result
+        body = (_SizedBody if hasattr(result, "__len__") else _Body)(result, exchange, rec, t0)
+        return body
+
+
+class _WSGIExchange:
+    """One request/response: the request copy, the buffered body, the response seen."""
+
+    def __init__(self, owner: ReplayWSGIMiddleware, environ: dict[str, Any], start_response: Callable[..., Any]):
+        self.owner = owner
+        self.environ = dict(environ)  # a shallow copy: the app adds and replaces keys
+        self.reasons: list[str] = []
+        self.body = _buffer_input(environ, owner.max_body_bytes, self.reasons)
+        self.real_start_response = start_response
+        self.status: str | None = None
+        self.headers: list[tuple[str, str]] = []
+        self.out: BodyBuffer | None = None  # the response body, kept when a snapshot will be written
+        self.file_body = False
+
+    def method(self) -> str:
+        return str(self.environ.get("REQUEST_METHOD", ""))
+
+    def path(self) -> str:
+        return str(self.environ.get("SCRIPT_NAME", "")) + str(self.environ.get("PATH_INFO", ""))
+
+    def request(self) -> dict[str, Any]:
+        return wsgi_request(self.environ, self.body, self.owner.max_body_bytes)
+
+    def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[..., Any]:
+        write = self.real_start_response(status, headers, exc_info) if exc_info else \
+            self.real_start_response(status, headers)
+        try:
+            self.status, self.headers = status, list(headers)
+            if self.out is None and (status[:1] == "5" or self.owner.always()):
+                self.out = BodyBuffer(self.owner.max_body_bytes)
+        except Exception:  # noqa: BLE001 - fail open
+            count("capture_errors")
+            return write
+
+        def recorded_write(data: bytes) -> Any:
+            self.add(data)
+            return write(data)
+
+        return recorded_write
+
+    def add(self, chunk: bytes) -> None:
+        """Account for a body chunk (kept while a snapshot may be written)."""
+        if self.out is not None:
+            try:
+                self.out.add(chunk)
+            except Exception:  # noqa: BLE001 - fail open
+                count("capture_errors")
+
+    def failed(self) -> bool:
+        return status_code(self.status) >= 500
+
+    def response(self) -> dict[str, Any]:
+        out = (self.out or BodyBuffer(0)).record(self.status, self.headers)
+        if self.file_body:
+            out["body_file"] = True
+        return out
+
+
+class _Body:
+    """The app's response iterable, passed through chunk by chunk while it is recorded.
+
+    Boundary calls the app makes while producing chunks or in ``close()`` (a streaming
+    generator, Flask's teardown) are on the tape: the recorder is active around each step.
+    The snapshot is written at ``close()``, which the server calls (PEP 3333).
+    """
+
+    def __init__(self, result: Iterable[bytes], exchange: _WSGIExchange, rec: Recorder, t0: int):
+        self._result = result
+        self._iter: Iterator[bytes] | None = None
+        self._exchange = exchange
+        self._rec = rec
+        self._t0 = t0
+        self._exc: BaseException | None = None
+        self._closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        token = ACTIVE.set(self._rec)
+        try:
+            if self._iter is None:
+                self._iter = iter(self._result)
+            chunk = next(self._iter)
+        except StopIteration:
+            raise
+        except Exception as exc:
+            self._exc = exc
+            raise
+        finally:
+            ACTIVE.reset(token)
+        self._exchange.add(chunk)
+        return chunk
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        close = getattr(self._result, "close", None)
+        exc: BaseException | None = None
+        token = ACTIVE.set(self._rec)
+        try:
+            if close is not None:
+                close()
+        except Exception as error:
+            exc = error
+            raise
+        finally:
+            ACTIVE.reset(token)
+            self._rec.close()
+            self._finish(exc)
+
+    def _finish(self, close_error: BaseException | None) -> None:
+        self._exchange.owner.write(self._exchange, self._rec, self._t0, self._exc or close_error)
+
+
+class _SizedBody(_Body):
+    """A :class:`_Body` whose result has ``len()``: servers use it (one chunk: Content-Length)."""
+
+    def __len__(self) -> int:
+        return len(self._result)  # type: ignore[arg-type]
+
+
+def _buffer_input(environ: dict[str, Any], cap: int, reasons: list[str]) -> bytes | None:
+    """Read the request body into memory (up to ``cap`` bytes) and give the app a copy.
+
+    Returns the body, or None when it was larger than ``cap`` (the app then reads the rest
+    from the original stream, after what was read here).
+    """
+    stream = environ.get("wsgi.input")
+    length_text = environ.get("CONTENT_LENGTH")
+    try:
+        length = int(length_text) if length_text else 0
+    except ValueError:
+        length = 0
+    # Without a length, only a chunked request has a body (the server then ends the stream
+    # and says so with wsgi.input_terminated); waitress sets that flag on every request.
+    chunked = (not length_text and bool(environ.get("wsgi.input_terminated"))
+               and "chunked" in str(environ.get("HTTP_TRANSFER_ENCODING", "")).lower())
+    if stream is None or (length <= 0 and not chunked):
+        return b""
+    want = cap + 1 if chunked and length <= 0 else min(length, cap + 1)
+    parts: list[bytes] = []
+    got = 0
+    while got < want:
+        part = stream.read(want - got)
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    body = b"".join(parts)
+    if got > cap or length > cap:
+        reasons.append(f"the request body is larger than the capture limit of {cap} bytes")
+        environ["wsgi.input"] = _PrefixedInput(body, stream)
+        return None
+    environ["wsgi.input"] = io.BytesIO(body)
+    return body
+
+
+class _PrefixedInput:
+    """``wsgi.input`` for a body larger than the cap: the bytes already read, then the rest."""
+
+    def __init__(self, prefix: bytes, rest: Any):
+        self._prefix = io.BytesIO(prefix)
+        self._rest = rest
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = self._prefix.read(-1 if size is None or size < 0 else size)
+        if size is None or size < 0:
+            return data + self._rest.read()
+        return data + self._rest.read(size - len(data)) if len(data) < size else data
+
+    def readline(self, size: int | None = -1) -> bytes:
+        line = self._prefix.readline(-1 if size is None else size)
+        if line.endswith(b"\n") or (size is not None and 0 <= size <= len(line)):
+            return line
+        rest = -1 if size is None or size < 0 else size - len(line)
+        return line + self._rest.readline(rest) if rest else line
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        return list(iter(self.readline, b""))
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.readline, b"")
+
+
+# ------------------------------------------------------------------------ ASGI
+
+
+class ReplayASGIMiddleware(_Capture):
+    """Record the HTTP requests of an ASGI app; write a snapshot for each failing one (or all).
+
+    Usage: ``app = ReplayASGIMiddleware(app)`` (Starlette, FastAPI, any ASGI app). Lifespan
+    and websocket connections pass through untouched. Arguments as for
+    :class:`ReplayWSGIMiddleware`.
+
+    Raises:
+        UsageError: a bad ``on``, ``name``, ``max_body_bytes`` or policy option.
+    """
+
+    def __init__(self, app: Callable[..., Any], *, on: str | None = None,
+                 directory: str | os.PathLike[str] | None = None, name: str | None = None,
+                 max_body_bytes: int = MAX_BODY_BYTES, **options: Any):
+        super().__init__(app, ASGI, on, directory, name, max_body_bytes, options)
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        if scope.get("type") != "http" or not self.admit():
+            await self.app(scope, receive, send)
+            return
+        exchange = _ASGIExchange(self, scope, receive, send)
+        try:
+            await exchange.read_body()
+            rec, t0 = self.start()
+        except Exception:  # noqa: BLE001 - fail open
+            count("capture_errors")
+            log.warning("replay: could not start recording a request", exc_info=True)
+            await self.app(scope, exchange.receive, send)  # what was read of the body comes first
+            return
+        token = ACTIVE.set(rec)
+        try:
+            await self.app(scope, exchange.receive, exchange.send)
+        except Exception as exc:
+            ACTIVE.reset(token)
+            rec.close()
+            self.write(exchange, rec, t0, exc)
+            raise
+        except BaseException:
+            ACTIVE.reset(token)
+            rec.close()
+            raise
+        ACTIVE.reset(token)
+        rec.close()
+        self.write(exchange, rec, t0)
+
+
+class _ASGIExchange:
+    """One ASGI request/response: the body messages read first, the response messages seen."""
+
+    def __init__(self, owner: ReplayASGIMiddleware, scope: dict[str, Any], receive: Any, send: Any):
+        self.owner = owner
+        self.scope = dict(scope)  # a shallow copy: the app adds keys
+        if isinstance(self.scope.get("headers"), list):
+            self.scope["headers"] = list(self.scope["headers"])  # MutableHeaders edits it in place
+        self.reasons: list[str] = []
+        self.messages: list[dict[str, Any]] = []
+        self._pending: list[dict[str, Any]] = []
+        self._receive = receive
+        self._send = send
+        self.status: int | None = None
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.out: BodyBuffer | None = None
+
+    async def read_body(self) -> None:
+        """Receive the body messages (up to the cap) before the app runs; it gets them after."""
+        size = 0
+        while True:
+            message = await self._receive()
+            self._pending.append(message)
+            if message.get("type") != "http.request":
+                self.messages.append(dict(message))
+                return
+            size += len(message.get("body", b""))
+            if size > self.owner.max_body_bytes:
+                self.reasons.append(f"the request body is larger than the capture limit of "
+                                    f"{self.owner.max_body_bytes} bytes")
+                return
+            self.messages.append(dict(message))
+            if not message.get("more_body", False):
+                return
+
+    def method(self) -> str:
+        return str(self.scope.get("method", ""))
+
+    def path(self) -> str:
+        return str(self.scope.get("root_path", "")) + str(self.scope.get("path", ""))
+
+    def request(self) -> dict[str, Any]:
+        return asgi_request(self.scope, self.messages, self.owner.max_body_bytes)
+
+    async def receive(self) -> dict[str, Any]:
+        if self._pending:
+            return self._pending.pop(0)
+        return await self._receive()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        try:
+            kind = message.get("type")
+            if kind == "http.response.start":
+                self.status = int(message.get("status", 0))
+                self.headers = [(bytes(k), bytes(v)) for k, v in message.get("headers", [])]
+                if self.status >= 500 or self.owner.always():
+                    self.out = BodyBuffer(self.owner.max_body_bytes)
+            elif kind == "http.response.body" and self.out is not None:
+                self.out.add(message.get("body", b""))
+        except Exception:  # noqa: BLE001 - fail open
+            count("capture_errors")
+        await self._send(message)
+
+    def failed(self) -> bool:
+        return (self.status or 0) >= 500
+
+    def response(self) -> dict[str, Any]:
+        return (self.out or BodyBuffer(0)).record(self.status, self.headers)
