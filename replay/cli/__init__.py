@@ -64,6 +64,9 @@ def cli() -> None:
 
 def _register() -> None:
     import replay.cli.diffcmd  # noqa: F401 - registers `replay diff`
+    import replay.cli.exportcmd  # noqa: F401 - registers `replay export`
+    import replay.cli.redactcmd  # noqa: F401 - registers `replay redact`
+    import replay.cli.verifycmd  # noqa: F401 - registers `replay verify`
     from replay.cli import commands, program, timetravel  # noqa: F401 - registers subcommands on `cli`
 
     _register_plugins()
@@ -119,8 +122,9 @@ def escape_text(text: str) -> str:
     """Neutralise control characters and rich markup in text that came from a snapshot."""
     from rich.markup import escape
 
-    out = "".join(c if c.isprintable() or c in "\n" else repr(c)[1:-1] for c in text)
-    return escape(out)
+    from replay.snapshot.rendering import printable
+
+    return escape(printable(text))
 
 
 def dump_json(data: Any) -> None:

@@ -1,9 +1,7 @@
-"""Subcommands: ``show``, ``validate``, ``run``, ``verify``."""
+"""Subcommands: ``show``, ``validate``, ``run`` (``verify`` is in :mod:`replay.cli.verifycmd`)."""
 
 from __future__ import annotations
 
-import glob
-import os
 from typing import Any
 
 import click
@@ -12,30 +10,18 @@ from replay.cli import EXIT_CODES_HELP, ExitCode, cli, dump_json
 from replay.errors import SnapshotError, SnapshotNotFoundError, UsageError
 from replay.replayer.runner import DEFAULT_TIMEOUT_S
 from replay.snapshot import Section, SnapshotFile, open_snapshot, recover, validate
-from replay.verify import FAILING_VERDICTS, Verdict, reproduce, verify
+from replay.verify import Verdict, reproduce
+from replay.verify.batch import expand_path
 
 
 def expand_snapshots(paths: tuple[str, ...]) -> list[str]:
-    """Files as given; directories searched recursively for ``*.rsnap``; globs expanded.
+    """Files as given; directories searched recursively for ``*.rsnap``; globs expanded
+    (in argument order, sorted within each; see :func:`replay.verify.batch.expand_path`).
 
     Raises:
         UsageError: a directory or glob holds no snapshot.
     """
-    out: list[str] = []
-    for p in paths:
-        if os.path.isdir(p):
-            found = sorted(glob.glob(os.path.join(p, "**", "*.rsnap"), recursive=True))
-            if not found:
-                raise UsageError(f"no .rsnap files under {p}")
-            out.extend(found)
-        elif any(ch in p for ch in "*?[") and not os.path.exists(p):
-            found = sorted(glob.glob(p, recursive=True))
-            if not found:
-                raise UsageError(f"no files match {p}")
-            out.extend(found)
-        else:
-            out.append(p)
-    return out
+    return [path for p in paths for path in expand_path(p)]
 
 
 SECTION_CHOICE = click.Choice(sorted(Section.NAMES.values()))
@@ -168,64 +154,3 @@ def run(snapshots: tuple[str, ...], as_json: bool, timeout: float) -> int:
         for r in results:
             print_result(r)
     return ExitCode.DIFFERENT if any(r.verdict is Verdict.NOT_REPRODUCIBLE for r in results) else ExitCode.OK
-
-
-def _parse_fail_on(text: str) -> frozenset[Verdict]:
-    try:
-        return frozenset(Verdict(v.strip().upper()) for v in text.split(",") if v.strip())
-    except ValueError as exc:
-        raise click.BadParameter(f"{exc}; choose from {', '.join(v.value for v in Verdict)}") from exc
-
-
-@cli.command(epilog=EXIT_CODES_HELP)
-@click.argument("snapshots", nargs=-1, required=True)
-@click.option("--code", "code_dirs", multiple=True, required=True, type=click.Path(file_okay=False),
-              help="Candidate code root, put first on sys.path (repeatable; first wins).")
-@click.option("--json", "as_json", is_flag=True, help="Print results as JSON on stdout.")
-@click.option("--fail-on", default=",".join(sorted(v.value for v in FAILING_VERDICTS)), show_default=True,
-              help="Comma-separated verdicts that make the exit code 1.")
-@click.option("--timeout", default=DEFAULT_TIMEOUT_S, show_default=True, help="Seconds allowed per replay.")
-@click.option("--quiet", "-q", is_flag=True, help="One line per snapshot.")
-def verify_cmd(snapshots: tuple[str, ...], code_dirs: tuple[str, ...], as_json: bool, fail_on: str,
-               timeout: float, quiet: bool) -> int:
-    """Verify a candidate fix against snapshots: one verdict per snapshot.
-
-    SNAPSHOTS are files, directories (searched for *.rsnap) or globs. For each, a baseline
-    replay against the recorded code runs first; if it does not reproduce the recording the
-    verdict is NOT_REPRODUCIBLE. Otherwise the entry point is replayed against the candidate
-    (--code DIR first on sys.path) and judged:
-
-    \b
-      FIXED            recorded failure; the candidate completes without one
-      STILL_FAILING    the same exception type at the same place
-      NEW_FAILURE      a different exception (or one where the call used to succeed)
-      UNCHANGED        recorded success; same return value
-      CHANGED          recorded success; different return value
-      DIVERGED         the candidate asked the outside world something the tape
-                       cannot answer (inconclusive)
-      NOT_REPRODUCIBLE the baseline replay did not reproduce the recording
-    """
-    from replay.cli.output import print_result, print_summary
-
-    failing = _parse_fail_on(fail_on)
-    paths = expand_snapshots(snapshots)
-    results = []
-    for path in paths:
-        result = verify(path, list(code_dirs), timeout_s=timeout)
-        results.append(result)
-        if not as_json:
-            print_result(result, verbose=not quiet)
-    exit_code = ExitCode.DIFFERENT if any(r.verdict in failing for r in results) else ExitCode.OK
-    if as_json:
-        summary: dict[str, Any] = {}
-        for r in results:
-            summary[r.verdict.value] = summary.get(r.verdict.value, 0) + 1
-        dump_json({"results": [r.to_dict() for r in results], "summary": summary,
-                   "fail_on": sorted(v.value for v in failing), "exit_code": int(exit_code)})
-    elif len(results) > 1:
-        print_summary(results, failing)
-    return exit_code
-
-
-verify_cmd.name = "verify"
-cli.add_command(verify_cmd, "verify")

@@ -15,6 +15,13 @@ from replay.replayer.tape import describe
 from replay.snapshot import Section, Snapshot, SnapshotFile, ValidationReport
 from replay.snapshot.codec import render
 from replay.snapshot.model import header_reasons
+from replay.snapshot.rendering import (
+    call_text,
+    format_size,
+    frame_locals,
+    innermost_app_frame,
+    printable,
+)
 from replay.verify import FAILING_VERDICTS, Verdict, VerifyResult
 
 VERDICT_STYLE = {
@@ -43,16 +50,7 @@ def error_console() -> Console:
 
 def safe(text: Any, style: str = "") -> Text:
     """Text from a snapshot, with control characters escaped and no markup interpreted."""
-    raw = str(text)
-    return Text("".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in raw), style=style)
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
+    return Text(printable(text), style=style)
 
 
 def _kv(rows: list[tuple[str, Any]]) -> Table:
@@ -64,15 +62,6 @@ def _kv(rows: list[tuple[str, Any]]) -> Table:
     return table
 
 
-def _args_text(entry: dict[str, Any]) -> str:
-    args = entry.get("args") or ["l"]
-    kwargs = entry.get("kwargs") or ["d"]
-    parts = [render(a, width=200) for a in args[1:]]
-    kw = kwargs[1:]
-    parts += [f"{kw[i]}={render(kw[i + 1], width=200)}" for i in range(0, len(kw) - 1, 2)]
-    return ", ".join(parts)
-
-
 def show_snapshot(snap: Snapshot, *, max_interactions: int = 15, all_locals: bool = False) -> None:
     """Print everything `replay show` shows (a recovered file may lack sections: said so)."""
     h = snap.header
@@ -80,7 +69,7 @@ def show_snapshot(snap: Snapshot, *, max_interactions: int = 15, all_locals: boo
     created = dt.datetime.fromtimestamp(h.get("created_at_ns", 0) / 1e9, dt.UTC)
     rows: list[tuple[str, Any]] = [
         ("file", snap.path),
-        ("size", f"{_size(snap.size_bytes)} ({snap.size_bytes} bytes)"),
+        ("size", f"{format_size(snap.size_bytes)} ({snap.size_bytes} bytes)"),
         ("format", f"{snap.version[0]}.{snap.version[1]}"),
         ("snapshot id", h.get("snapshot_id", "?")),
         ("recorded", created.strftime("%Y-%m-%d %H:%M:%S UTC")),
@@ -99,7 +88,7 @@ def show_snapshot(snap: Snapshot, *, max_interactions: int = 15, all_locals: boo
             ("entry point", f"{entry['module']}:{entry['qualname']}"),
             ("kind", entry.get("kind", "function")),
             ("file", entry.get("file") or "?"),
-            ("call", f"{entry['qualname'].rpartition('.')[2]}({_args_text(entry)})"),
+            ("call", call_text(entry)),
         ]), title="entry point", title_align="left"))
     else:
         c.print(_missing_panel("entry point"))
@@ -152,18 +141,10 @@ def _outcome_panel(outcome: dict[str, Any], all_locals: bool) -> Panel:
                                    (f", line {f.get('line')}, in {f.get('function')}", style)))
         if f.get("code"):
             items.append(Text("    " + f["code"], style=style or "white"))
-        local_node = f.get("locals")
-        if local_node and (all_locals or f is _last_app(frames)):
-            pairs = local_node[1:]
-            for i in range(0, len(pairs) - 1, 2):
-                items.append(Text.assemble(("      " + str(pairs[i]), "yellow"), " = ",
-                                           safe(render(pairs[i + 1], width=160))))
+        if all_locals or f is innermost_app_frame(frames):
+            for name, value in frame_locals(f):
+                items.append(Text.assemble(("      " + name, "yellow"), " = ", safe(value)))
     return Panel(Group(*items), title="outcome: exception", title_align="left", border_style="red")
-
-
-def _last_app(frames: list[dict[str, Any]]) -> dict[str, Any] | None:
-    app = [f for f in frames if f.get("path")]
-    return app[-1] if app else None
 
 
 def _tape_panel(snap: Snapshot, limit: int) -> Panel:
@@ -180,9 +161,9 @@ def _tape_panel(snap: Snapshot, limit: int) -> Panel:
     return Panel(Group(*items), title="tape", title_align="left")
 
 
-def print_result(result: VerifyResult, *, verbose: bool = True) -> None:
-    """Print one verdict with its evidence."""
-    c = console()
+def print_result(result: VerifyResult, *, verbose: bool = True, out: Console | None = None) -> None:
+    """Print one verdict with its evidence (on ``out``, default stdout)."""
+    c = out or console()
     style = VERDICT_STYLE.get(result.verdict, "bold")
     c.print(Text.assemble((f"{result.verdict.value:<16}", style), " ", safe(result.snapshot)))
     c.print(Text.assemble("  ", safe(result.reason)))
@@ -229,15 +210,21 @@ def print_result(result: VerifyResult, *, verbose: bool = True) -> None:
         c.print(Text.assemble(("  warning: ", "yellow"), safe(w)))
 
 
-def print_summary(results: list[VerifyResult], fail_on: frozenset[Verdict] = FAILING_VERDICTS) -> None:
-    """A table of verdict counts."""
+def print_summary(results: list[VerifyResult], fail_on: frozenset[Verdict] = FAILING_VERDICTS, *,
+                  out: Console | None = None, errors: dict[str, int] | None = None,
+                  footer: str | None = None) -> None:
+    """A table of verdict counts; ``errors`` adds rows for snapshots without a verdict
+    (label -> count, they always fail the run); ``footer`` is a caption (wall time)."""
     counts: dict[Verdict, int] = {}
     for r in results:
         counts[r.verdict] = counts.get(r.verdict, 0) + 1
-    table = Table("verdict", "snapshots", "fails the run", box=None, pad_edge=False, title="summary", title_justify="left")
+    table = Table("verdict", "snapshots", "fails the run", box=None, pad_edge=False, title="summary",
+                  title_justify="left", caption=footer, caption_justify="left")
     for verdict, n in sorted(counts.items(), key=lambda kv: kv[0].value):
         table.add_row(Text(verdict.value, style=VERDICT_STYLE.get(verdict, "")), str(n), "yes" if verdict in fail_on else "no")
-    console().print(table)
+    for label, n in sorted((errors or {}).items()):
+        table.add_row(Text(label, style="bold red"), str(n), "yes")
+    (out or console()).print(table)
 
 
 def print_validation(report: ValidationReport) -> None:
@@ -247,8 +234,8 @@ def print_validation(report: ValidationReport) -> None:
         counts = ", ".join(f"{name} {n}" for name, n in report.records.items())
         version = f"{report.version[0]}.{report.version[1]}" if report.version else "?"
         c.print(Text.assemble(("valid     ", "bold green"), safe(report.path)))
-        c.print(Text(f"  format {version}, {report.frames} frames, {_size(report.size_bytes)} "
-                     f"({_size(report.content_bytes)} decompressed); records: {counts}", style="dim"))
+        c.print(Text(f"  format {version}, {report.frames} frames, {format_size(report.size_bytes)} "
+                     f"({format_size(report.content_bytes)} decompressed); records: {counts}", style="dim"))
     else:
         err = report.error
         c.print(Text.assemble(("invalid   ", "bold red"), safe(report.path)))
@@ -294,7 +281,7 @@ def show_records(file: SnapshotFile, section: int | None, *, as_json: bool = Fal
         return
     c = console()
     c.print(Text(f"{file.path}: format {file.version[0]}.{file.version[1]}, {file.frame_count} frames, "
-                 f"{_size(file.size_bytes)}", style="bold"))
+                 f"{format_size(file.size_bytes)}", style="bold"))
     c.print(Text(f"{'section':<12} {'record':>7} {'frame@':>10} {'+offset':>8} {'size':>6}  value", style="dim"))
     width = max(c.width - 50, 40) if c.is_terminal else 200
     for pos in file.iter_positions():

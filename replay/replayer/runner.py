@@ -2,12 +2,15 @@
 
 The parent opens the snapshot (so a bad file fails here, with a :class:`SnapshotError`),
 prepares the child's environment (the recorded hash seed and time zone), starts
-``replay.replayer.child`` and reads its result.
+``replay.replayer.child`` (or has a fork server fork one, see
+:mod:`replay.replayer.forkserver`) and reads its result. The child's stdout and stderr go to
+files in the replay's temporary directory, in both cases.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import locale
 import os
 import subprocess
 import sys
@@ -17,6 +20,8 @@ from typing import Any
 import msgpack
 
 from replay.errors import ReplaySetupError, UsageError
+from replay.replayer import forkserver
+from replay.replayer.forkserver import ForkServerPool
 from replay.snapshot import open_snapshot
 
 DEFAULT_TIMEOUT_S = 300.0
@@ -108,8 +113,9 @@ def run_replay(
     timeout_s: float = DEFAULT_TIMEOUT_S,
     sandbox: bool = True,
     trace: dict[str, Any] | None = None,
+    server: ForkServerPool | None = None,
 ) -> ReplayRun:
-    """Replay a snapshot once in a fresh subprocess.
+    """Replay a snapshot once in a fresh subprocess (or one forked by a fork server).
 
     Args:
         snapshot: The ``.rsnap`` file.
@@ -124,6 +130,11 @@ def run_replay(
         trace: Record the trace while replaying (see :func:`replay.replayer.traces.regenerate`):
             ``path`` (absolute), ``include``, ``exclude``, ``max_steps``, ``backend``,
             ``header`` (extra trace header keys).
+        server: Fork the child from a warm server of this pool instead of starting an
+            interpreter (same result, much less start-up; see
+            :mod:`replay.replayer.forkserver`); a fresh process is used when the pool cannot
+            serve. ``$REPLAY_FORKSERVER=1`` uses a process-wide pool when None is given,
+            ``$REPLAY_FORKSERVER=0`` never uses one.
 
     Returns:
         A :class:`ReplayRun`.
@@ -131,6 +142,7 @@ def run_replay(
     Raises:
         SnapshotError: the file is missing or bad.
         UsageError: a code directory does not exist, or ``mode`` is unknown.
+        ReplaySetupError: the replay process ended without a result.
     """
     if mode not in ("strict", "keyed"):
         raise UsageError(f"unknown replay mode {mode!r}")
@@ -141,34 +153,57 @@ def run_replay(
     with open_snapshot(snapshot) as snap:
         env, warnings = child_environment(snap.environment)
         snap.tape  # noqa: B018 - read and check the tape here, so a bad file fails in the parent
+    request = {
+        "snapshot": os.path.abspath(os.fspath(snapshot)),
+        "mode": mode,
+        "code_dirs": code_dirs,
+        "use_recorded_sources": use_recorded_sources,
+        "sandbox": sandbox,
+        "trace": trace,
+    }
+    switch = forkserver.mode()
+    if switch == "always" and server is None:
+        server = forkserver.shared_pool()
+    if server is not None and switch != "never":
+        run = _replay_in_tempdir(request, env, warnings, timeout_s, server)
+        if run is not None:
+            return run
+    run = _replay_in_tempdir(request, env, warnings, timeout_s, None)
+    assert run is not None  # only a pool declines
+    return run
+
+
+def _replay_in_tempdir(request: dict[str, Any], env: dict[str, str], warnings: list[str], timeout_s: float,
+                       server: ForkServerPool | None) -> ReplayRun | None:
+    """One replay in a new temporary directory: a fresh child, or a forked one with ``server``.
+
+    Returns None when ``server`` could not serve (the caller starts a fresh child then).
+    """
+    mode = request["mode"]
     with tempfile.TemporaryDirectory(prefix="replay-run-") as tmp:
-        request = {
-            "snapshot": os.path.abspath(os.fspath(snapshot)),
-            "mode": mode,
-            "code_dirs": code_dirs,
-            "use_recorded_sources": use_recorded_sources,
-            "workdir": tmp,
-            "sandbox": sandbox,
-            "trace": trace,
-        }
+        request = {**request, "workdir": tmp}
         scratch = os.path.join(tmp, "tmp")
         os.mkdir(scratch)
-        env["TMPDIR"] = scratch  # tempfile writes land inside the sandbox's allowed directory
+        env = {**env, "TMPDIR": scratch}  # tempfile writes land inside the sandbox's allowed directory
         req_path = os.path.join(tmp, "request.msgpack")
         res_path = os.path.join(tmp, "result.msgpack")
+        out_path, err_path = os.path.join(tmp, "stdout.txt"), os.path.join(tmp, "stderr.txt")
         with open(req_path, "wb") as fh:
             fh.write(msgpack.packb(request, use_bin_type=True))
-        cmd = [sys.executable, "-P", "-m", "replay.replayer.child", req_path, res_path]
-        try:
-            proc = subprocess.run(cmd, env=env, cwd=tmp, capture_output=True, text=True,
-                                  timeout=timeout_s, stdin=subprocess.DEVNULL, check=False)
-        except subprocess.TimeoutExpired:
+        if server is not None:
+            status = server.run([req_path, res_path], env, tmp, out_path, err_path, timeout_s)
+            if status is None:
+                return None
+            returncode, timed_out = status
+        else:
+            returncode, timed_out = _run_fresh([req_path, res_path], env, tmp, out_path, err_path, timeout_s)
+        if timed_out:
             return ReplayRun(status="timeout", mode=mode, reason=f"the replay did not finish in {timeout_s:g} s",
                              warnings=warnings)
-        output = (proc.stdout[-2000:] + proc.stderr[-4000:]).strip()
+        output = (_read_text(out_path)[-2000:] + _read_text(err_path)[-4000:]).strip()
         if not os.path.exists(res_path):
             raise ReplaySetupError(
-                f"the replay process exited with code {proc.returncode} without a result:\n{output[-1500:]}"
+                f"the replay process exited with code {returncode} without a result:\n{output[-1500:]}"
             )
         with open(res_path, "rb") as fh:
             result = msgpack.unpackb(fh.read(), raw=False, strict_map_key=False)
@@ -177,3 +212,28 @@ def run_replay(
     if result.get("traceback"):
         output = (output + "\n" + result["traceback"]).strip()
     return ReplayRun(mode=mode, warnings=warnings, output=output, **fields)
+
+
+def _run_fresh(args: list[str], env: dict[str, str], cwd: str, stdout: str, stderr: str,
+               timeout_s: float) -> tuple[int, bool]:
+    """``python -P -m replay.replayer.child ARGS`` in a new interpreter: (exit code, timed out)."""
+    cmd = [sys.executable, "-P", "-m", forkserver.CHILD_MODULE, *args]
+    with open(stdout, "wb") as out, open(stderr, "wb") as err:
+        try:
+            proc = subprocess.run(cmd, env=env, cwd=cwd, stdout=out, stderr=err, timeout=timeout_s,
+                                  stdin=subprocess.DEVNULL, check=False)
+        except subprocess.TimeoutExpired:
+            return -9, True
+    return proc.returncode, False
+
+
+def _read_text(path: str) -> str:
+    """A captured stream as text: decoded as ``subprocess`` would (the locale's encoding,
+    universal newlines), but an undecodable byte becomes U+FFFD instead of an error."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        return ""
+    text = data.decode(locale.getpreferredencoding(False), "replace")
+    return text.replace("\r\n", "\n").replace("\r", "\n")

@@ -11,6 +11,28 @@ def _short(path: str) -> str:
     return path.rpartition(":")[2]
 
 
+def printable(text: Any, *, newlines: bool = True) -> str:
+    """``text`` with every non-printable character written as a Python escape.
+
+    Neutralises what a snapshot's strings may carry to a terminal, a ticket or a browser:
+    C0/C1 controls (ESC sequences, ``\\r``, BEL, NUL), DEL and Unicode format characters
+    such as the bidi overrides U+202A-U+202E and U+2066-U+2069 (``"\\x1b[31m"`` becomes the
+    eight characters ``\\x1b[31m``).
+
+    Args:
+        text: Anything; converted with ``str``.
+        newlines: Keep line feeds (else they are escaped too, for one-line output).
+
+    Returns:
+        Text for which ``str.isprintable()`` holds apart from kept line feeds. Never raises
+        for a ``str``.
+    """
+    raw = str(text)
+    if raw.isprintable():
+        return raw
+    return "".join(c if c.isprintable() or (newlines and c == "\n") else repr(c)[1:-1] for c in raw)
+
+
 def render(node: Any, *, width: int = 300) -> str:
     """Render a node as Python-like text for people, without importing anything.
 
@@ -28,8 +50,7 @@ def render(node: Any, *, width: int = 300) -> str:
         text = "<nested too deeply>"
     except Exception:  # noqa: BLE001 - malformed nodes render as such
         text = "<malformed>"
-    if not text.isprintable():
-        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    text = printable(text, newlines=False)
     if len(text) <= width:
         return text
     return text[: width - 3] + "..." if width >= 3 else text[:width]
@@ -105,3 +126,48 @@ def _render(node: Any, width: int) -> str:  # noqa: C901 - mirrors the tag table
             text = f"<{tag}?>"
     return text
 
+
+
+# Pieces of a snapshot summary shared by `replay show` (rich) and `replay export` (md, json,
+# html): plain text, no rich, nothing imported from the application.
+
+
+def format_size(n: int) -> str:
+    """``4504`` -> ``"4.4 KiB"`` (bytes below 1 KiB as ``"512 B"``)."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
+def call_text(entry: dict[str, Any], *, width: int = 200) -> str:
+    """The recorded call as Python-like text: ``renew(RenewalRequest(...), dry_run=True)``.
+
+    Args:
+        entry: The entry section (``qualname``, ``args`` and ``kwargs`` codec nodes).
+        width: Characters kept per argument value.
+    """
+    args = entry.get("args") or ["l"]
+    kwargs = entry.get("kwargs") or ["d"]
+    parts = [render(a, width=width) for a in args[1:]]
+    kw = kwargs[1:]
+    parts += [f"{printable(kw[i], newlines=False)}={render(kw[i + 1], width=width)}" for i in range(0, len(kw) - 1, 2)]
+    name = str(entry.get("qualname", "?")).rpartition(".")[2]
+    return f"{printable(name, newlines=False)}({', '.join(parts)})"
+
+
+def innermost_app_frame(frames: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The last traceback frame in the application's code (frames with a relative ``path``)."""
+    app = [f for f in frames if isinstance(f, dict) and f.get("path")]
+    return app[-1] if app else None
+
+
+def frame_locals(frame: dict[str, Any], *, width: int = 160) -> list[tuple[str, str]]:
+    """``(name, rendered value)`` of a traceback frame's recorded locals, in recorded order."""
+    node = frame.get("locals")
+    if not isinstance(node, list):
+        return []
+    pairs = node[1:]
+    return [(printable(pairs[i], newlines=False), render(pairs[i + 1], width=width)) for i in range(0, len(pairs) - 1, 2)]

@@ -13,6 +13,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from replay.capture.redact_rules import redacted_match
+from replay.replayer.forkserver import ForkServerPool
 from replay.replayer.runner import DEFAULT_TIMEOUT_S, ReplayRun, run_replay
 from replay.snapshot import open_snapshot
 from replay.snapshot.codec import render
@@ -93,6 +95,8 @@ def summarize_outcome(outcome: dict[str, Any]) -> str:
         where = f" in {place[0]}:{place[1]}" if place else ""
         name = str(outcome.get("type", "?")).rpartition(":")[2]
         return f"{name}({outcome.get('message', '')!r}){where}"
+    if kind == "return" and outcome.get("http_status"):
+        return f"responded HTTP {outcome['http_status']}"
     if kind == "return":
         return f"returned {render(outcome.get('value'), width=200)}"
     if kind == "diverged":
@@ -100,12 +104,20 @@ def summarize_outcome(outcome: dict[str, Any]) -> str:
     return str(kind)
 
 
+def failed(outcome: dict[str, Any]) -> bool:
+    """Whether an outcome is a failure: an exception, or a web response marked failed (5xx)."""
+    return outcome.get("kind") == "exception" or bool(outcome.get("failed"))
+
+
 def same_failure(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Same exception type raised at the same place (innermost application frame).
 
     Line numbers are not compared: a fix moves lines. The place is the file (relative to
-    the code root) and the function's qualified name.
+    the code root) and the function's qualified name. Two failed web responses (5xx) are
+    the same failure when their status codes are equal.
     """
+    if a.get("failed") and b.get("failed"):
+        return bool(a.get("http_status") == b.get("http_status"))
     return (a.get("kind") == b.get("kind") == "exception" and a.get("type") == b.get("type")
             and a.get("place") == b.get("place"))
 
@@ -145,13 +157,43 @@ def matches_recording(recorded: dict[str, Any], run: ReplayRun) -> tuple[bool, s
         if same_failure(recorded, observed):
             return True, ""
         return False, f"recorded {summarize_outcome(recorded)}, baseline replay gave {summarize_outcome(observed)}"
-    if observed.get("kind") == "return" and observed.get("value") == recorded.get("value"):
+    if observed.get("kind") == "return" and same_value(recorded, observed):
         return True, ""
-    return False, f"recorded {summarize_outcome(recorded)}, baseline replay gave {summarize_outcome(observed)}"
+    detail = ""
+    if observed.get("kind") == recorded.get("kind") == "return":  # say where (two responses with one status)
+        diffs = diff_values(recorded.get("value"), observed.get("value"))
+        detail = "".join(f"; {path}: {old} -> {new}" for path, old, new in diffs[:3])
+    return False, f"recorded {summarize_outcome(recorded)}, baseline replay gave {summarize_outcome(observed)}{detail}"
 
 
-def reproduce(snapshot: str | os.PathLike[str], *, timeout_s: float = DEFAULT_TIMEOUT_S) -> VerifyResult:
+def same_value(recorded: dict[str, Any], observed: dict[str, Any]) -> bool:
+    """Whether two ``return`` outcomes carry the same value (a redaction token matches any
+    text). For a web response, what is derived from the body (the Content-Length header,
+    ``body_size``) is left out: redaction may change a recorded body's length, and the body
+    itself is compared."""
+    return redacted_match(_comparable(recorded), _comparable(observed))
+
+
+def _comparable(outcome: dict[str, Any]) -> Any:
+    value = outcome.get("value")
+    if not outcome.get("http_status") or type(value) is not list or value[:1] != ["d"]:
+        return value
+    out: list[Any] = ["d"]
+    for key, item in zip(value[1::2], value[2::2], strict=False):
+        if key == "body_size":
+            continue
+        if key == "headers" and type(item) is list and item[:1] == ["l"]:
+            item = ["l", *[h for h in item[1:] if not (type(h) is list and len(h) == 3
+                                                       and str(h[1]).lower() == "content-length")]]
+        out += [key, item]
+    return out
+
+
+def reproduce(snapshot: str | os.PathLike[str], *, timeout_s: float = DEFAULT_TIMEOUT_S,
+              server: ForkServerPool | None = None) -> VerifyResult:
     """Baseline replay against the recorded code: REPRODUCED or NOT_REPRODUCIBLE.
+
+    ``server``: fork the replay from this pool's servers (see :func:`run_replay`).
 
     Raises:
         SnapshotError: the file is missing or bad.
@@ -159,7 +201,7 @@ def reproduce(snapshot: str | os.PathLike[str], *, timeout_s: float = DEFAULT_TI
     with open_snapshot(snapshot) as snap:
         recorded = snap.outcome
         entry = snap.header.get("entry", "")
-    run = run_replay(snapshot, mode="strict", timeout_s=timeout_s)
+    run = run_replay(snapshot, mode="strict", timeout_s=timeout_s, server=server)
     ok, why = matches_recording(recorded, run)
     return VerifyResult(
         snapshot=os.fspath(snapshot),
@@ -177,7 +219,7 @@ def reproduce(snapshot: str | os.PathLike[str], *, timeout_s: float = DEFAULT_TI
 
 def verify(
     snapshot: str | os.PathLike[str], code_dirs: list[str], *, timeout_s: float = DEFAULT_TIMEOUT_S,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] | None = None, server: ForkServerPool | None = None,
 ) -> VerifyResult:
     """Verify a candidate against one snapshot (DESIGN.md section 6).
 
@@ -187,6 +229,8 @@ def verify(
         timeout_s: Limit per replay, in seconds.
         progress: Called with the phase starting (``baseline``, then ``candidate``): each is
             one replay in a child process.
+        server: Fork both replays from this pool's warm servers instead of starting two
+            interpreters (same verdict; see :mod:`replay.replayer.forkserver`).
 
     Returns:
         A :class:`VerifyResult`; NOT_REPRODUCIBLE when the baseline does not reproduce.
@@ -197,7 +241,7 @@ def verify(
     """
     if progress is not None:
         progress("baseline")
-    base = reproduce(snapshot, timeout_s=timeout_s)
+    base = reproduce(snapshot, timeout_s=timeout_s, server=server)
     if base.verdict is Verdict.NOT_REPRODUCIBLE:
         return base
     with open_snapshot(snapshot) as snap:
@@ -205,7 +249,7 @@ def verify(
         recorded_code = {f["path"]: f["sha256"] for f in snap.code_files}
     if progress is not None:
         progress("candidate")
-    run = run_replay(snapshot, mode="keyed", code_dirs=code_dirs, timeout_s=timeout_s)
+    run = run_replay(snapshot, mode="keyed", code_dirs=code_dirs, timeout_s=timeout_s, server=server)
     changed = sorted(p for p, h in run.code.items() if recorded_code.get(p) != h)
     result = VerifyResult(
         snapshot=os.fspath(snapshot), verdict=Verdict.DIVERGED, reason="", entry=base.entry,
@@ -237,16 +281,17 @@ def _judge(recorded: dict[str, Any], run: ReplayRun) -> tuple[Verdict, str]:
         effects_text = "; effects differ: " + "; ".join(describe_effect(e) for e in changes[:3])
         if len(changes) > 3:
             effects_text += f" (+{len(changes) - 3} more)"
-    if recorded.get("kind") == "exception":
-        if observed.get("kind") == "return":
+    if failed(recorded):
+        if not failed(observed):
+            now = summarize_outcome(observed) if observed.get("http_status") else "returns"
             return Verdict.FIXED, (f"the recorded {summarize_outcome(recorded)} no longer happens; the call now "
-                                   f"returns{effects_text}")
+                                   f"{now}{effects_text}")
         if same_failure(recorded, observed):
-            return Verdict.STILL_FAILING, f"the candidate still raises {summarize_outcome(observed)}"
-        return Verdict.NEW_FAILURE, f"the candidate raises {summarize_outcome(observed)} instead of {summarize_outcome(recorded)}"
-    if observed.get("kind") == "exception":
-        return Verdict.NEW_FAILURE, f"the call used to succeed; the candidate raises {summarize_outcome(observed)}"
-    if observed.get("value") == recorded.get("value"):
+            return Verdict.STILL_FAILING, f"the candidate still {_failing(observed)}"
+        return Verdict.NEW_FAILURE, f"the candidate {_failing(observed)} instead of {summarize_outcome(recorded)}"
+    if failed(observed):
+        return Verdict.NEW_FAILURE, f"the call used to succeed; the candidate {_failing(observed)}"
+    if same_value(recorded, observed):
         if changes:
             return Verdict.CHANGED, f"same return value as recorded{effects_text}"
         return Verdict.UNCHANGED, "same return value and effects as recorded"
@@ -254,3 +299,9 @@ def _judge(recorded: dict[str, Any], run: ReplayRun) -> tuple[Verdict, str]:
     text = "; ".join(f"{path}: {old} -> {new}" for path, old, new in diffs[:5])
     more = f" (+{len(diffs) - 5} more)" if len(diffs) > 5 else ""
     return Verdict.CHANGED, f"the return value changed: {text}{more}{effects_text}"
+
+
+def _failing(outcome: dict[str, Any]) -> str:
+    """``raises ValueError('x') in a.py:f`` or ``responded HTTP 500``."""
+    text = summarize_outcome(outcome)
+    return f"raises {text}" if outcome.get("kind") == "exception" else text

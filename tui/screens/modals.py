@@ -13,12 +13,13 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 from textual.worker import Worker, WorkerState
 
+from replay.snapshot.rendering import printable
 from tui.widgets.lazylist import LazyList
 
 
 def safe(text: str) -> str:
     """Control characters and escape sequences shown as escapes, never sent to the terminal."""
-    return text if text.isprintable() else "".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in text)
+    return printable(text)
 
 
 class PromptModal(ModalScreen[str | None]):

@@ -15,6 +15,7 @@ from textual import on
 from textual.binding import Binding
 
 from replay.snapshot.codec import render
+from replay.snapshot.rendering import printable
 from tui.widgets.lazylist import LazyList
 
 _SEQUENCES = {"l": "list", "t": "tuple", "s": "set", "f": "frozenset"}
@@ -49,7 +50,7 @@ def children(node: Any) -> list[tuple[str, Any]]:
 
 
 def _safe(text: str) -> str:
-    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return printable(text, newlines=False)
 
 
 @dataclass(frozen=True)

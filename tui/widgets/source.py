@@ -9,6 +9,7 @@ from rich.style import Style
 from rich.syntax import Syntax
 from rich.text import Span, Text
 
+from replay.snapshot.rendering import printable
 from tui.widgets.lazylist import LazyList
 
 GUTTER = 8  # "●▶ 1234 " : breakpoint, current, line number, space
@@ -26,7 +27,7 @@ def highlight(source: str, theme: str = "monokai") -> tuple[Text, ...]:
     out = []
     for line in lines:
         if not line.plain.isprintable():
-            line = Text("".join(c if c.isprintable() else repr(c)[1:-1] for c in line.plain))
+            line = Text(printable(line.plain, newlines=False))
         out.append(line)
     return tuple(out)
 
