@@ -259,6 +259,39 @@ def capture(fn: Any = None, /, *, on: str | None = None, directory: Any = None, 
     return _wrap(fn, pol, directory, trace)
 
 
+class Active:
+    """Make a recorder the active boundary session for a ``with`` block (sync or async code).
+
+    When the block ends the session is reset and the recorder closed (not on a normal exit
+    when ``close`` is false: a streamed web response goes on recording). An ``Exception``
+    leaving the block is handed to ``failed`` (which must never raise) and then propagates
+    unchanged, traceback included; any other ``BaseException`` calls ``interrupted``.
+    """
+
+    __slots__ = ("rec", "failed", "interrupted", "close", "_token")
+
+    def __init__(self, rec: Recorder, failed: Callable[[Exception], None], *,
+                 interrupted: Callable[[], None] | None = None, close: bool = True):
+        self.rec, self.failed, self.interrupted, self.close = rec, failed, interrupted, close
+
+    def __enter__(self) -> Recorder:
+        self._token = ACTIVE.set(self.rec)  # type: ignore[arg-type]
+        return self.rec
+
+    def __exit__(self, typ: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
+        ACTIVE.reset(self._token)
+        if exc is None:
+            if self.close:
+                self.rec.close()
+            return False
+        self.rec.close()
+        if isinstance(exc, Exception):
+            self.failed(exc)
+        elif self.interrupted is not None:
+            self.interrupted()
+        return False
+
+
 def _wrap(fn: Any, pol: Policy, directory: Any, trace: bool | int) -> Any:
     budget = 0 if trace is False else (DEFAULT_STEP_BUDGET if trace is True else int(trace))
     if budget < 0:
@@ -275,20 +308,8 @@ def _wrap(fn: Any, pol: Policy, directory: Any, trace: bool | int) -> Any:
             entry = _start(fn, "async", args, kwargs)
             rec = _recorder(pol, entry)
             t0 = REAL["time.perf_counter_ns"]()
-            token = ACTIVE.set(rec)
-            try:
+            with Active(rec, lambda exc: _finish(entry, rec, dirname, t0, exc=exc, policy=pol)):
                 result = await fn(*args, **kwargs)
-            except Exception as exc:
-                ACTIVE.reset(token)
-                rec.close()
-                _finish(entry, rec, dirname, t0, exc=exc, policy=pol)
-                raise
-            except BaseException:
-                ACTIVE.reset(token)
-                rec.close()
-                raise
-            ACTIVE.reset(token)
-            rec.close()
             if pol.settings.on == "always":
                 _finish(entry, rec, dirname, t0, result=result, policy=pol)
             return result
@@ -304,22 +325,9 @@ def _wrap(fn: Any, pol: Policy, directory: Any, trace: bool | int) -> Any:
         rec = _recorder(pol, entry)
         flight = FlightRecorder.start(_roots(entry), budget) if budget and entry else None
         t0 = REAL["time.perf_counter_ns"]()
-        token = ACTIVE.set(rec)
-        try:
+        with Active(rec, lambda exc: _finish(entry, rec, dirname, t0, exc=exc, flight=flight, policy=pol),
+                    interrupted=flight.discard if flight is not None else None):
             result = fn(*args, **kwargs)
-        except Exception as exc:
-            ACTIVE.reset(token)
-            rec.close()
-            _finish(entry, rec, dirname, t0, exc=exc, flight=flight, policy=pol)
-            raise
-        except BaseException:
-            ACTIVE.reset(token)
-            rec.close()
-            if flight is not None:
-                flight.discard()
-            raise
-        ACTIVE.reset(token)
-        rec.close()
         if pol.settings.on == "always":
             _finish(entry, rec, dirname, t0, result=result, flight=flight, policy=pol)
         elif flight is not None:

@@ -152,19 +152,8 @@ class ReplayWSGIMiddleware(_Capture):
             count("capture_errors")
             log.warning("replay: could not start recording a request", exc_info=True)
             return self.app(environ, start_response)
-        token = ACTIVE.set(rec)
-        try:
+        with api.Active(rec, lambda exc: self.write(exchange, rec, t0, exc), close=False):
             result = self.app(environ, exchange.start_response)
-        except Exception as exc:
-            ACTIVE.reset(token)
-            rec.close()
-            self.write(exchange, rec, t0, exc)
-            raise
-        except BaseException:
-            ACTIVE.reset(token)
-            rec.close()
-            raise
-        ACTIVE.reset(token)
         if type(result) is list or type(result) is tuple:
             # A materialised body runs no app code when iterated and has no close(): record
             # it now and give the server the very object the app returned.
@@ -403,20 +392,8 @@ class ReplayASGIMiddleware(_Capture):
             log.warning("replay: could not start recording a request", exc_info=True)
             await self.app(scope, exchange.receive, send)  # what was read of the body comes first
             return
-        token = ACTIVE.set(rec)
-        try:
+        with api.Active(rec, lambda exc: self.write(exchange, rec, t0, exc)):
             await self.app(scope, exchange.receive, exchange.send)
-        except Exception as exc:
-            ACTIVE.reset(token)
-            rec.close()
-            self.write(exchange, rec, t0, exc)
-            raise
-        except BaseException:
-            ACTIVE.reset(token)
-            rec.close()
-            raise
-        ACTIVE.reset(token)
-        rec.close()
         self.write(exchange, rec, t0)
 
 

@@ -45,8 +45,10 @@ def test_exception_propagates_unchanged_and_a_snapshot_is_written(tmp_path):
     with pytest.raises(CheckoutError) as info:
         charge(100)
     assert info.value is err
-    # The traceback still ends in the application's frame.
+    # The traceback still ends in the application's frame, and capture adds only its wrapper.
     assert info.traceback[-1].name == "charge"
+    ours = [e.name for e in info.traceback if f"{os.sep}replay{os.sep}capture{os.sep}" in str(e.path)]
+    assert ours == ["wrapper"]
     (path,) = snapshots_in(tmp_path)
     with open_snapshot(path) as snap:
         assert snap.header["outcome"] == "exception"
