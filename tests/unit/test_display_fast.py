@@ -14,7 +14,6 @@ Skipped when the extension is not built.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import datetime
 import decimal
 import enum
@@ -44,16 +43,9 @@ BACKENDS = ["settrace"] + (["monitoring"] if sys.version_info >= (3, 12) else []
 # ----------------------------------------------------------------- values
 
 
-class Plain:
-    def __init__(self, **fields: Any):
-        self.__dict__.update(fields)
-
-
-class Slotted:
-    __slots__ = ("a", "b")
-
-    def __init__(self, a: Any = None):
-        self.a = a
+# the value classes the fingerprint tests use (only the shapes matter here)
+Plain, Slotted, DC, SDC, Pair, Items = (test_fingerprint.Plain, test_fingerprint.Slotted, test_fingerprint.DC,
+                                        test_fingerprint.SDC, test_fingerprint.Pair, test_fingerprint.Items)
 
 
 class SlottedWithDict(Slotted):
@@ -62,26 +54,7 @@ class SlottedWithDict(Slotted):
         self.c = [a]
 
 
-@dataclasses.dataclass
-class DC:
-    x: Any
-    y: Any = None
-
-
-@dataclasses.dataclass(slots=True)
-class SDC:
-    x: Any
-    y: Any = None
-
-
-Pair = collections.namedtuple("Pair", "a b")
-
-
 class Text(str):
-    pass
-
-
-class Items(list):
     pass
 
 
