@@ -73,7 +73,7 @@ class Timeline(Widget):
             top.append(ch if ch != " " else "─", st or "dim")
         here = self._column(self.position, width)
         bottom = Text(" " * here + "▲", style="bold yellow")
-        label = f" step {self.position:,} of {self.marks.steps:,}"
+        label = f" step {self.position:,}/{self.marks.steps - 1:,}"  # as the status bar: index / last index
         if here + 1 + len(label) <= width:
             bottom.append(label, style="yellow")
         elif here - len(label) >= 0:
