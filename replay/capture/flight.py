@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
 import tempfile
 from typing import Any, Final
@@ -32,8 +33,10 @@ DEFAULT_STEP_BUDGET: Final = 100_000
 class FlightRecorder:
     """A trace being recorded for one captured call. Create with :meth:`start`."""
 
-    def __init__(self, recorder: Any, tracer: Any):
+    def __init__(self, recorder: Any, tracer: Any, directory: str):
         self._recorder = recorder
+        self._directory = directory
+        self._finished = False  # the trace file is written; whoever embeds it removes it
         self._tracer = tracer
         self._stopped = False
 
@@ -50,14 +53,14 @@ class FlightRecorder:
             from replay.replayer.tracer import Scope, SettraceTracer, TraceRecorder
 
             with suspended():
-                fd, path = tempfile.mkstemp(prefix="replay-flight-", suffix=".rtrace")
-                os.close(fd)
-                os.remove(path)
+                # The trace holds values in clear until it is redacted into the snapshot: it
+                # lives in a directory only this user can read (mkdtemp: mode 0700).
+                path = os.path.join(tempfile.mkdtemp(prefix="replay-flight-"), "trace.rtrace")
                 recorder = TraceRecorder(path, Scope(roots), {"flight_recorder": True}, max_steps)
             tracer = SettraceTracer(recorder)
             recorder.header_backend = tracer.name
             tracer.start()
-            return cls(recorder, tracer)
+            return cls(recorder, tracer, os.path.dirname(path))
         except Exception:  # noqa: BLE001 - fail open
             count("flight_recorder_skipped")
             log.warning("replay: the flight recorder could not start", exc_info=True)
@@ -76,7 +79,9 @@ class FlightRecorder:
         self.stop()
         try:
             with suspended():
-                return str(self._recorder.close({"outcome": outcome}, sources=False))
+                path = str(self._recorder.close({"outcome": outcome}, sources=False))
+            self._finished = True
+            return path
         except Exception:  # noqa: BLE001 - fail open
             count("capture_errors")
             log.warning("replay: could not write the flight recorder's trace", exc_info=True)
@@ -84,14 +89,17 @@ class FlightRecorder:
             return None
 
     def discard(self) -> None:
-        """Drop the trace (the call was not captured)."""
+        """Drop the trace unless it was finished (then :func:`remove` deletes it once embedded)."""
         self.stop()
+        if self._finished:
+            return
         with suspended(), contextlib.suppress(Exception):
             self._recorder.abort()
+            shutil.rmtree(self._directory)
 
 
 def remove(path: str | None) -> None:
-    """Delete a finished trace file once it is embedded (never raises)."""
+    """Delete a finished trace file and its private directory once it is embedded (never raises)."""
     if path:
         with suspended(), contextlib.suppress(OSError):
-            os.remove(path)
+            shutil.rmtree(os.path.dirname(path))

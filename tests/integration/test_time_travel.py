@@ -206,7 +206,7 @@ def charge(amount, qty):
 """
 
 
-def _flight(tmp_path, budget, qty, extra=""):
+def _flight(tmp_path, budget, qty, extra="", tmpdir=None):
     app = tmp_path / "app"
     app.mkdir()
     snaps = tmp_path / "snaps"
@@ -221,6 +221,8 @@ def _flight(tmp_path, budget, qty, extra=""):
         print(replay.capture.stats())
     """)
     env = {k: v for k, v in os.environ.items() if not k.startswith("REPLAY_")}
+    if tmpdir is not None:
+        env["TMPDIR"] = str(tmpdir)
     proc = subprocess.run([sys.executable, "-c", script], cwd=app, env=env, capture_output=True, text=True,
                           timeout=60, check=True)
     return proc.stdout, sorted(snaps.glob("*.rsnap"))
@@ -249,6 +251,27 @@ def test_flight_recorder_stops_at_its_step_budget(tmp_path):
     trace, _ = open_trace(str(snaps[0]))
     assert trace.header["truncated"] is True
     assert 40 <= trace.steps < 40 + 200
+
+
+def test_flight_recorder_keeps_its_clear_text_trace_private_and_removes_it(tmp_path):
+    # Until it is redacted into the snapshot the trace holds values in clear: it must be
+    # readable by this user only, and gone once the call is over (captured or discarded).
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    extra = textwrap.dedent("""
+        import os, tempfile
+        _mkdtemp = tempfile.mkdtemp
+        def mkdtemp(*a, **k):
+            d = _mkdtemp(*a, **k)
+            print("mode", oct(os.stat(d).st_mode & 0o777))
+            return d
+        tempfile.mkdtemp = mkdtemp
+        billing.charge(10, 1)  # succeeds: its trace is discarded
+    """).replace("\n", "\n        ")
+    out, snaps = _flight(tmp_path, "True", 2, extra, tmpdir=tmp)
+    assert "raised too much" in out and len(snaps) == 1
+    assert out.count("mode 0o700") == 2
+    assert list(tmp.iterdir()) == []
 
 
 def test_flight_recorder_never_replaces_another_tracer(tmp_path):
