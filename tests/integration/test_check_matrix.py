@@ -207,6 +207,24 @@ async def main():
 print("asyncio", asyncio.run(main()))
 """
 
+# Whether submit() starts a new worker depends on timing (an idle worker takes the item): in
+# the recording the items sleep and the pool grows to 3 threads; replay does not sleep, so
+# one worker may serve them all. Work items are strands; the pool's own threads must not be.
+POOL_TIMING = """
+import concurrent.futures, random, time
+
+def item(i):
+    time.sleep(0.05)
+    return i, round(random.random(), 6)
+
+with concurrent.futures.ThreadPoolExecutor(3) as pool:
+    futures = []
+    for i in range(4):
+        futures.append(pool.submit(item, i))
+        time.sleep(0.08 if i % 2 else 0.001)
+    print("pool-timing", [f.result() for f in futures])
+"""
+
 
 # --------------------------------------------------------------------------- the matrix
 
@@ -236,6 +254,7 @@ CASES = [
     Case("db", DB, {"db": 20}, ["sqlite3 [(1, '", "sqlite-utils [{'id': 1, 'name': 'widget', 'token': '"]),
     Case("socket", SOCKET, {"socket": 3, "dns": 1}, ["socket b'echo:ping:"]),
     Case("threads", THREADS, {"random": 15, "clock": 10}, ["threads [(", "pool [(0, ", "asyncio ([(0, "]),
+    Case("pool_timing", POOL_TIMING, {"random": 4, "clock": 8}, ["pool-timing [(0, "]),
 ]
 
 

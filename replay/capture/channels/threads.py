@@ -53,21 +53,29 @@ def _thread_start(self: threading.Thread) -> None:
 
 def _submit(self: concurrent.futures.ThreadPoolExecutor, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
     session = ACTIVE.get()
-    if session is not None:
-        inner = getattr(fn, "func", None)
-        owner = getattr(inner, "__self__", None)
-        if isinstance(fn, functools.partial) and isinstance(owner, contextvars.Context):
-            # asyncio.to_thread: the work runs in a context copied before submit; give that
-            # context the new strand (it is a private copy, nobody else runs in it)
-            name = getattr(fn.args[0], "__qualname__", "to_thread") if fn.args else "to_thread"
-            ctx = _strand_context(session, "pool", str(name))
-            if ctx is not None:
-                owner.run(STRAND.set, ctx.run(STRAND.get))
-            return _real_submit(self, fn, *args, **kwargs)
+    if session is None:
+        return _real_submit(self, fn, *args, **kwargs)
+    inner = getattr(fn, "func", None)
+    owner = getattr(inner, "__self__", None)
+    if isinstance(fn, functools.partial) and isinstance(owner, contextvars.Context):
+        # asyncio.to_thread: the work runs in a context copied before submit; give that
+        # context the new strand (it is a private copy, nobody else runs in it)
+        name = getattr(fn.args[0], "__qualname__", "to_thread") if fn.args else "to_thread"
+        ctx = _strand_context(session, "pool", str(name))
+        if ctx is not None:
+            owner.run(STRAND.set, ctx.run(STRAND.get))
+    else:
         ctx = _strand_context(session, "pool", getattr(fn, "__qualname__", type(fn).__name__))
         if ctx is not None:
-            return _real_submit(self, ctx.run, fn, *args, **kwargs)
-    return _real_submit(self, fn, *args, **kwargs)
+            fn, args = ctx.run, (fn, *args)
+    # Whether submit() starts a worker thread depends on timing (an idle worker takes the
+    # item instead): the pool's own threads start outside the session and take no strand
+    # number; the work item carries the session in its context.
+    token = ACTIVE.set(None)
+    try:
+        return _real_submit(self, fn, *args, **kwargs)
+    finally:
+        ACTIVE.reset(token)
 
 
 class StrandTask(_RealTask):  # type: ignore[misc,valid-type]
