@@ -42,6 +42,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 MODES = ("off", "error", "error-unlimited", "always")
 
@@ -114,6 +115,46 @@ print(json.dumps({"requests": n, "rps": n / elapsed, "errors": errors[0], "statu
                   "p50_ms": 1000 * latencies[n // 2] if n else 0, "p99_ms": 1000 * latencies[int(n * 0.99)] if n else 0}))
 """
 
+# Paired: every client sends each request to every server in turn, so all modes are loaded
+# in lockstep and share whatever else the machine is doing at that moment; each server's CPU
+# time per request is then compared within one run (robust to a busy or drifting machine).
+PAIRED = """
+import http.client, json, sys, threading, time
+
+ports, clients, duration, fail_rate = [int(p) for p in sys.argv[1].split(",")], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+body = json.dumps({"order": 17, "items": [{"sku": "pen", "qty": 2}], "note": "load"}).encode()
+mix = [("GET", "/get?page=1", None), ("GET", "/headers", None), ("GET", "/anything?x=1&y=two", None),
+       ("GET", "/uuid", None), ("GET", "/status/200", None), ("POST", "/post?src=bench", body)]
+every = round(1 / fail_rate) if fail_rate > 0 else 0
+counts = [0] * len(ports)
+lock = threading.Lock()
+deadline = time.perf_counter() + duration
+
+
+def client(k):
+    conns = [http.client.HTTPConnection("127.0.0.1", p, timeout=30) for p in ports]
+    mine, i = [0] * len(ports), k
+    while time.perf_counter() < deadline:
+        i += 1
+        method, path, data = ("GET", "/status/500", None) if every and i % every == 0 else mix[i % len(mix)]
+        headers = {"Content-Type": "application/json"} if data else {}
+        for j, conn in enumerate(conns):
+            conn.request(method, path, body=data, headers=headers)
+            conn.getresponse().read()
+            mine[j] += 1
+    with lock:
+        for j, n in enumerate(mine):
+            counts[j] += n
+
+
+threads = [threading.Thread(target=client, args=(k * 7919,)) for k in range(clients)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(json.dumps(counts))
+"""
+
 
 def start_server(mode: str, threads: int, snaps: str) -> tuple[subprocess.Popen[str], int]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REPLAY_")}
@@ -140,8 +181,37 @@ def load(server: tuple[subprocess.Popen[str], int], clients: int, duration: floa
     out = subprocess.run([sys.executable, "-c", LOADGEN, str(port), str(clients), str(duration), str(fail_rate)],
                          capture_output=True, text=True, check=True, timeout=duration + 120)
     res = json.loads(out.stdout)
+    res["drain_s"] = settle(proc.pid)  # background snapshot writing counts as the mode's cost
     res["cpu_us"] = (cpu_s(proc.pid) - before) / max(res["requests"], 1) * 1e6
     return res
+
+
+def settle(pid: int, idle: float = 0.05, limit: float = 60.0) -> float:
+    """Wait until the server is idle (under 5% of a core over 0.2 s); the seconds waited.
+
+    The background writer of the capturing modes may still be writing queued snapshots when
+    the load stops; the next mode's run must not share the machine with that work.
+    """
+    start = time.perf_counter()
+    while time.perf_counter() - start < limit:
+        before = cpu_s(pid)
+        time.sleep(0.2)
+        if cpu_s(pid) - before <= idle * 0.2:
+            break
+    return time.perf_counter() - start
+
+
+def paired(servers: dict[str, tuple[subprocess.Popen[str], int]], clients: int, duration: float,
+           fail_rate: float) -> dict[str, float]:
+    """One lockstep run over all servers: CPU microseconds per request of each mode."""
+    before = {m: cpu_s(proc.pid) for m, (proc, _) in servers.items()}
+    ports = ",".join(str(port) for _, port in servers.values())
+    out = subprocess.run([sys.executable, "-c", PAIRED, ports, str(clients), str(duration), str(fail_rate)],
+                         capture_output=True, text=True, check=True, timeout=duration + 120)
+    counts = json.loads(out.stdout)
+    for proc, _ in servers.values():
+        settle(proc.pid)
+    return {m: (cpu_s(proc.pid) - before[m]) / max(n, 1) * 1e6 for (m, (proc, _)), n in zip(servers.items(), counts, strict=True)}
 
 
 def main() -> None:
@@ -151,11 +221,13 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8, help="load generator threads (default 8)")
     parser.add_argument("--server-threads", type=int, default=4, help="waitress threads (default 4)")
     parser.add_argument("--fail-rate", type=float, default=0.01, help="share of GET /status/500 (default 0.01)")
+    parser.add_argument("--paired-rounds", type=int, default=5, help="lockstep CPU rounds (default 5; 0: none)")
     parser.add_argument("--quick", action="store_true", help="2 rounds of 2 s (a smoke run)")
     args = parser.parse_args()
     if args.quick:
-        args.duration, args.rounds = 2.0, 2
+        args.duration, args.rounds, args.paired_rounds = 2.0, 2, 2
     results: dict[str, list[dict[str, float]]] = {m: [] for m in MODES}
+    lockstep: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         servers = {m: start_server(m, args.server_threads, os.path.join(tmp, m)) for m in MODES}
         try:
@@ -167,7 +239,12 @@ def main() -> None:
                     res = load(servers[mode], args.clients, args.duration, args.fail_rate)
                     results[mode].append(res)
                     print(f"round {r + 1} {mode:15} {res['rps']:8.0f} req/s  p50 {res['p50_ms']:6.2f} ms  "
-                          f"p99 {res['p99_ms']:6.2f} ms  server CPU {res['cpu_us']:6.0f} us/request  errors {res['errors']}", file=sys.stderr)
+                          f"p99 {res['p99_ms']:6.2f} ms  server CPU {res['cpu_us']:6.0f} us/request  errors {res['errors']}  "
+                          f"idle after {res['drain_s']:.1f} s", file=sys.stderr)
+            for r in range(args.paired_rounds):
+                lockstep.append(paired(servers, args.clients, args.duration, args.fail_rate))
+                print(f"paired round {r + 1}: " + "  ".join(f"{m} {v:.0f}" for m, v in lockstep[-1].items())
+                      + " us CPU/request", file=sys.stderr)
         finally:
             for proc, _ in servers.values():
                 proc.send_signal(signal.SIGINT)  # the writer flushes queued snapshots at exit
@@ -177,6 +254,7 @@ def main() -> None:
                 except subprocess.TimeoutExpired:
                     proc.kill()
         report(results, args)
+        report_paired(lockstep)
         sizes(tmp)
 
 
@@ -195,6 +273,18 @@ def report(results: dict[str, list[dict[str, float]]], args: argparse.Namespace)
     loss = {m: f"{1 - med[m]['rps'] / base['rps']:.1%}" for m in MODES[1:]}
     print(f"throughput loss: on-error {loss['error']} (target under 3%), on-error without rate limits "
           f"{loss['error-unlimited']}, always {loss['always']}")
+
+
+def report_paired(lockstep: list[dict[str, float]]) -> None:
+    """Server CPU per request in lockstep runs: the ratio to off within each run, then the median."""
+    if not lockstep:
+        return
+    print(f"paired (lockstep) server CPU per request, median of {len(lockstep)} runs, ratio to off within each run:")
+    for m in MODES:
+        ratios = [run[m] / run["off"] for run in lockstep]
+        med = statistics.median(run[m] for run in lockstep)
+        print(f"  {m:15} {med:6.0f} us  x{statistics.median(ratios):.3f} (runs {min(ratios):.3f}-{max(ratios):.3f})"
+              f"  capacity loss {1 - 1 / statistics.median(ratios):.1%}")
 
 
 def sizes(tmp: str) -> None:
