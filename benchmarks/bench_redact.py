@@ -3,7 +3,8 @@
 Run: ``python benchmarks/bench_redact.py [--repeat N]``. Prints medians of N runs:
 
 * per value: :meth:`Redactor.text` on short identifiers, ordinary sentences, a URL with a
-  query, a JSON body of about 1 KB, and bytes of a 2 KB HTTP response;
+  query, a JSON body of about 1 KB, bytes of a 2 KB HTTP response, and two values of about
+  1.5 MB (a JSON body and a base64 upload), which the per-value scan limit bounds;
 * per snapshot: :func:`redact_snapshot` (both passes) over the records of a typical web
   request (a request dict with headers, cookies and a JSON body as the argument; 24
   environment reads, a DB connect and a 10-row select, one HTTP exchange with a 2 KB
@@ -14,7 +15,9 @@ Run: ``python benchmarks/bench_redact.py [--repeat N]``. Prints medians of N run
 from __future__ import annotations
 
 import argparse
+import base64
 import json
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -33,6 +36,11 @@ BODY = json.dumps({"order": {"id": "ord_93817", "items": [{"sku": f"SKU-{i:04d}"
                    "customer": {"name": "Alice Example", "tier": "gold"}})
 RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2000\r\n\r\n"
             + json.dumps({"rows": [{"id": i, "status": "shipped", "carrier": "UPS"} for i in range(40)]}).encode()[:2000])
+# Large values: a JSON export with secret-looking keys (so the ``name=value`` reader works on
+# every line) and the base64 of a binary upload (one long high-entropy word per line).
+BIG_JSON = json.dumps({"rows": [{"id": i, "user": f"user{i}", "session_id": f"s{i:08d}", "note": "leave at the door"}
+                                for i in range(16_000)]})
+BIG_UPLOAD = base64.encodebytes(random.Random(7).randbytes(1_100_000))
 
 
 def _request() -> dict[str, Any]:
@@ -103,12 +111,15 @@ def main() -> None:
         ("URL with a query (85 chars)", lambda: r.text(URL), 2000),
         (f"JSON body ({len(BODY)} chars)", lambda: r.text(BODY), 300),
         (f"HTTP response bytes ({len(RESPONSE)} B)", lambda: r.data(RESPONSE), 300),
+        # a fresh redactor each: the secrets one run remembers would be hunted in the next
+        (f"large JSON body ({len(BIG_JSON) / 1e6:.1f} MB)", lambda: Redactor().text(BIG_JSON), 1),
+        (f"large base64 upload bytes ({len(BIG_UPLOAD) / 1e6:.1f} MB)", lambda: Redactor().data(BIG_UPLOAD), 1),
     ]
-    print(f"{'value':40} {'median us/call':>15} {'us/value':>10}")
+    print(f"{'value':42} {'median us/call':>15} {'us/value':>10}")
     for name, fn, inner in cases:
         us = _median_us(fn, inner, args.repeat)
         per = us / (len(SHORT) if name.startswith("short") else len(SENTENCES) if name.startswith("sentence") else 1)
-        print(f"{name:40} {us:15.2f} {per:10.2f}")
+        print(f"{name:42} {us:15.2f} {per:10.2f}")
     records = snapshot_records()
     leaves = _leaves(records)
 

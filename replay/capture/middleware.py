@@ -143,50 +143,67 @@ class ReplayWSGIMiddleware(_Capture):
         super().__init__(app, WSGI, on, directory, name, max_body_bytes, options)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if not self.admit():
+        # The per-request path is kept short: it runs for every request, on-error capture
+        # included (benchmarks/bench_capture_load.py measures it under a real server).
+        if ACTIVE.get() is not None or not self.policy.admit():
             return self.app(environ, start_response)
         try:
             exchange = _WSGIExchange(self, environ, start_response)
-            rec, t0 = self.start()
         except Exception:  # noqa: BLE001 - fail open: serve the request unrecorded
             count("capture_errors")
             log.warning("replay: could not start recording a request", exc_info=True)
             return self.app(environ, start_response)
-        with api.Active(rec, lambda exc: self.write(exchange, rec, t0, exc), close=False):
+        rec = exchange.rec
+        with api.Active(rec, exchange.crashed, close=False):
             result = self.app(environ, exchange.start_response)
+            if type(result) is not list and type(result) is not tuple:
+                wrapper = environ.get("wsgi.file_wrapper")
+                if wrapper is None or type(result) is not wrapper:
+                    # iter() may run app code (a generator's setup does not, a custom
+                    # iterable's __iter__ may): inside the session, like the chunks after it
+                    return (_SizedBody if hasattr(result, "__len__") else _Body)(result, exchange)
+        rec.close()
         if type(result) is list or type(result) is tuple:
             # A materialised body runs no app code when iterated and has no close(): record
             # it now and give the server the very object the app returned.
-            rec.close()
-            for chunk in result:
-                exchange.add(chunk)
-            self.write(exchange, rec, t0)
-            return result
-        wrapper = environ.get("wsgi.file_wrapper")
-        if wrapper is not None and type(result) is wrapper:
+            if exchange.out is not None:
+                for chunk in result:
+                    exchange.add(chunk)
+        else:
             # The server sends its own file wrapper efficiently (sendfile); returning anything
             # else would change the response framing. Its body is a file, not recorded.
-            rec.close()
             exchange.file_body = True
-            self.write(exchange, rec, t0)
-            return result
-        body = (_SizedBody if hasattr(result, "__len__") else _Body)(result, exchange, rec, t0)
-        return body
+        exchange.finish(None)
+        return result
 
 
 class _WSGIExchange:
-    """One request/response: the request copy, the buffered body, the response seen."""
+    """One request/response: the recorder, the request copy, the buffered body, the response."""
+
+    __slots__ = ("owner", "environ", "reasons", "body", "real_start_response", "status", "headers", "out",
+                 "file_body", "keep", "rec", "t0")
 
     def __init__(self, owner: ReplayWSGIMiddleware, environ: dict[str, Any], start_response: Callable[..., Any]):
         self.owner = owner
         self.environ = dict(environ)  # a shallow copy: the app adds and replaces keys
         self.reasons: list[str] = []
-        self.body = _buffer_input(environ, owner.max_body_bytes, self.reasons)
+        length = environ.get("CONTENT_LENGTH")
+        if (length and length != "0") or "HTTP_TRANSFER_ENCODING" in environ:
+            self.body = _buffer_input(environ, owner.max_body_bytes, self.reasons)
+        else:
+            self.body = b""  # no body (a GET): nothing to read or replace
         self.real_start_response = start_response
         self.status: str | None = None
         self.headers: list[tuple[str, str]] = []
         self.out: BodyBuffer | None = None  # the response body, kept when a snapshot will be written
         self.file_body = False
+        settings = owner.policy.settings  # as admit() just refreshed them
+        self.keep = settings.on == "always"  # successful responses are written too
+        entry = owner.entry
+        entry.template()  # resolved at the first request
+        rec = self.rec = Recorder(max_interactions=settings.max_interactions)
+        rec.app_roots = entry.roots  # already absolute: saves normalising paths per request
+        self.t0 = REAL["time.perf_counter_ns"]()
 
     def method(self) -> str:
         return str(self.environ.get("REQUEST_METHOD", ""))
@@ -202,7 +219,7 @@ class _WSGIExchange:
             self.real_start_response(status, headers)
         try:
             self.status, self.headers = status, list(headers)
-            if self.out is None and (status[:1] == "5" or self.owner.always()):
+            if self.out is None and (status[:1] == "5" or self.keep):
                 self.out = BodyBuffer(self.owner.max_body_bytes)
         except Exception:  # noqa: BLE001 - fail open
             count("capture_errors")
@@ -231,6 +248,17 @@ class _WSGIExchange:
             out["body_file"] = True
         return out
 
+    def crashed(self, exc: Exception) -> None:
+        """An exception escaped the app call (the recorder is closed): hand it over."""
+        self.owner.write(self, self.rec, self.t0, exc)
+
+    def finish(self, exc: BaseException | None) -> None:
+        """The response is over (the recorder is closed): write it if it may be a snapshot."""
+        status = self.status
+        if exc is None and not self.keep and (status is None or status[:1] != "5"):
+            return  # a success in mode "error": the common case, nothing to encode
+        self.owner.write(self, self.rec, self.t0, exc)
+
 
 class _Body:
     """The app's response iterable, passed through chunk by chunk while it is recorded.
@@ -240,12 +268,12 @@ class _Body:
     The snapshot is written at ``close()``, which the server calls (PEP 3333).
     """
 
-    def __init__(self, result: Iterable[bytes], exchange: _WSGIExchange, rec: Recorder, t0: int):
+    __slots__ = ("_result", "_iter", "_exchange", "_exc", "_closed")
+
+    def __init__(self, result: Iterable[bytes], exchange: _WSGIExchange):
         self._result = result
-        self._iter: Iterator[bytes] | None = None
+        self._iter: Iterator[bytes] = iter(result)  # called inside the session (see __call__)
         self._exchange = exchange
-        self._rec = rec
-        self._t0 = t0
         self._exc: BaseException | None = None
         self._closed = False
 
@@ -253,10 +281,9 @@ class _Body:
         return self
 
     def __next__(self) -> bytes:
-        token = ACTIVE.set(self._rec)
+        exchange = self._exchange
+        token = ACTIVE.set(exchange.rec)
         try:
-            if self._iter is None:
-                self._iter = iter(self._result)
             chunk = next(self._iter)
         except StopIteration:
             raise
@@ -265,16 +292,18 @@ class _Body:
             raise
         finally:
             ACTIVE.reset(token)
-        self._exchange.add(chunk)
+        if exchange.out is not None:
+            exchange.add(chunk)
         return chunk
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        exchange = self._exchange
         close = getattr(self._result, "close", None)
         exc: BaseException | None = None
-        token = ACTIVE.set(self._rec)
+        token = ACTIVE.set(exchange.rec)
         try:
             if close is not None:
                 close()
@@ -283,15 +312,14 @@ class _Body:
             raise
         finally:
             ACTIVE.reset(token)
-            self._rec.close()
-            self._finish(exc)
-
-    def _finish(self, close_error: BaseException | None) -> None:
-        self._exchange.owner.write(self._exchange, self._rec, self._t0, self._exc or close_error)
+            exchange.rec.close()
+            exchange.finish(self._exc or exc)
 
 
 class _SizedBody(_Body):
     """A :class:`_Body` whose result has ``len()``: servers use it (one chunk: Content-Length)."""
+
+    __slots__ = ()
 
     def __len__(self) -> int:
         return len(self._result)  # type: ignore[arg-type]
@@ -413,6 +441,7 @@ class _ASGIExchange:
         self.status: int | None = None
         self.headers: list[tuple[bytes, bytes]] = []
         self.out: BodyBuffer | None = None
+        self.done = False  # the last response body message was sent
 
     async def read_body(self) -> None:
         """Receive the body messages (up to the cap) before the app runs; it gets them after."""
@@ -444,7 +473,12 @@ class _ASGIExchange:
     async def receive(self) -> dict[str, Any]:
         if self._pending:
             return self._pending.pop(0)
-        return await self._receive()
+        message = await self._receive()
+        if message.get("type") == "http.disconnect" and not self.done:
+            # The client left before the whole response: replay hands the app this message
+            # in its turn (after a complete response, replay answers a disconnect anyway).
+            self.messages.append(dict(message))
+        return message
 
     async def send(self, message: dict[str, Any]) -> None:
         try:
@@ -454,8 +488,10 @@ class _ASGIExchange:
                 self.headers = [(bytes(k), bytes(v)) for k, v in message.get("headers", [])]
                 if self.status >= 500 or self.owner.always():
                     self.out = BodyBuffer(self.owner.max_body_bytes)
-            elif kind == "http.response.body" and self.out is not None:
-                self.out.add(message.get("body", b""))
+            elif kind == "http.response.body":
+                self.done = not message.get("more_body", False)
+                if self.out is not None:
+                    self.out.add(message.get("body", b""))
         except Exception:  # noqa: BLE001 - fail open
             count("capture_errors")
         await self._send(message)

@@ -16,16 +16,22 @@ Everything a snapshot holds passes through a :class:`Redactor` before it is seri
   ``"name": "value"`` pairs inside text whose name is secret, and high-entropy words.
 * **Remembered secrets.** A secret found once is replaced by the same token wherever the
   same text appears again in the snapshot (an exception message, a URL, a log line).
+* **A scan limit per value** (:attr:`Policy.scan_limit`, default 64 KiB: research section
+  10.3). Scanners run on the first ``scan_limit`` characters of a string (bytes of a bytes
+  value); the rest is never written: it becomes one ``~redacted~unscanned___~<hmac>~`` token
+  of exactly its length (fail closed, and the scan cost stays bounded whatever the size).
 
 A redacted value becomes a **keyed token** ``~redacted~<rule>~<hmac>~``: the first 8 hex
-digits of HMAC-SHA256 of the secret under a random key made once per process and never
-stored, so equal secrets give equal tokens (replay's comparisons and request matching
-behave the same) but a token cannot be brute-forced offline. ``str`` stays ``str`` and
+digits of HMAC-SHA256 of the secret under a random key made for each snapshot (each
+:class:`Redactor`) and never stored, so equal secrets give equal tokens within a snapshot
+(replay's comparisons and request matching behave the same) but a token cannot be
+brute-forced offline nor linked to a token of another snapshot. ``str`` stays ``str`` and
 ``bytes`` stay ``bytes``; an ``int`` bound to a numeric secret name (a PIN, a card number)
 becomes another int with the same number of digits.
 
 Configuration: :func:`configure` in code; ``REPLAY_REDACT_NAMES``,
-``REPLAY_REDACT_PATTERNS`` and ``REPLAY_REDACT=strict`` in the environment. The environment
+``REPLAY_REDACT_PATTERNS``, ``REPLAY_REDACT_SCAN_LIMIT`` and ``REPLAY_REDACT=strict`` in the
+environment. The environment
 can only add rules: ``REPLAY_REDACT=off`` is refused (logged, counted); turning redaction
 off takes ``configure(enabled=False)`` in code, and the snapshot's manifest says so.
 See docs/redaction.md.
@@ -79,6 +85,16 @@ _NO_DIGITS: Final = str.maketrans("", "", "0123456789")
 _MASK: Final = re.compile(r"\*{3,}|•{3,}|#{3,}|[xX]{4,}|\[(?:filtered|redacted|masked|withheld)\]|<(?:filtered|redacted|masked|withheld)>", re.I)
 
 POLICY_VERSION: Final = 1
+SCAN_LIMIT: Final = 64 << 10
+"""Default characters (bytes) of one value the scanners read; the rest becomes a token."""
+_UNSCANNED: Final = "unscanned"
+# A value at most this much longer than the limit is scanned whole: its tail could not hold
+# a token of its own length, and cutting it would save nothing.
+_SCAN_SLACK: Final = 256
+# The cut moves back to the last separator within this many characters, so a word (a
+# token, a key) that straddles the limit goes whole into the unscanned tail.
+_CUT_BACKOFF: Final = 1024
+_SEPARATORS: Final = re.compile(r"[\s\"',;&<>(){}\[\]|]")
 
 
 # ------------------------------------------------------------------------------ policy
@@ -95,6 +111,7 @@ class Policy:
     pii: bool = True
     entropy: bool = True
     strict: bool = False
+    scan_limit: int = SCAN_LIMIT
 
     def digest(self) -> str:
         """A short hash of the rules in force (stored in the manifest)."""
@@ -103,7 +120,6 @@ class Policy:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-_KEY: Final = os.urandom(32)  # per process, never stored anywhere
 _lock = threading.Lock()
 _policy = Policy()
 _compiled: tuple[Policy, list[Scanner], dict[str, str | None]] | None = None
@@ -144,16 +160,34 @@ def policy_from_environment(base: Policy, environ: dict[str, str] | os._Environ[
     patterns = base.patterns + tuple(_env_patterns(env.get("REPLAY_REDACT_PATTERNS", "")))
     mode = (env.get("REPLAY_REDACT") or "").strip().lower()
     strict = base.strict or mode == "strict"
+    scan_limit = base.scan_limit
+    text = (env.get("REPLAY_REDACT_SCAN_LIMIT") or "").strip()
+    if text:
+        # Either way is safe (what is not scanned is not written), so the environment may
+        # also raise the limit: a service with large bodies trades CPU for replayable tails.
+        try:
+            scan_limit = _check_scan_limit(int(text), "REPLAY_REDACT_SCAN_LIMIT")
+        except ValueError:
+            log.warning("replay: REPLAY_REDACT_SCAN_LIMIT=%r is not a positive number of characters; "
+                        "the limit stays %d", text, scan_limit)
     if mode in ("off", "0", "false", "no", "none", "disabled"):
         _count("off_refused")
         log.warning("replay: REPLAY_REDACT=%s ignored: the environment cannot turn redaction off "
                     "(use replay.capture.redact.configure(enabled=False) in code)", mode)
-    return dataclasses.replace(base, names=names, patterns=patterns, strict=strict)
+    return dataclasses.replace(base, names=names, patterns=patterns, strict=strict, scan_limit=scan_limit)
+
+
+def _check_scan_limit(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        from replay.errors import UsageError
+
+        raise UsageError(f"{where}={value!r}: expected a positive number of characters (bytes)")
+    return value
 
 
 def configure(*, names: Iterable[str] | None = None, patterns: Iterable[str] | None = None,
               allow: Iterable[str] | None = None, pii: bool | None = None, entropy: bool | None = None,
-              strict: bool | None = None, enabled: bool | None = None) -> Policy:
+              strict: bool | None = None, enabled: bool | None = None, scan_limit: int | None = None) -> Policy:
     """Change the process's redaction policy (the defaults always stay on).
 
     Args:
@@ -166,14 +200,21 @@ def configure(*, names: Iterable[str] | None = None, patterns: Iterable[str] | N
             return value display, flight trace) by a token; replay-critical values keep
             the targeted rules so the snapshot still replays.
         enabled: ``False`` turns redaction off (code only; the manifest records it).
+        scan_limit: Characters of a string (bytes of a bytes value) the scanners read, default
+            :data:`SCAN_LIMIT` (64 KiB). The rest of a longer value is replaced by one token
+            of the same length (``~redacted~unscanned___~<hmac>~``), counted in the
+            manifest's ``hits["unscanned"]``. Source text is always scanned whole.
 
     Returns:
         The policy now in force.
 
     Raises:
         ValueError: a pattern is not a valid regular expression.
+        UsageError: ``scan_limit`` is not a positive int (a ValueError too).
     """
     global _policy, _compiled
+    if scan_limit is not None:
+        _check_scan_limit(scan_limit, "scan_limit")
     for p in patterns or ():
         try:
             re.compile(p)
@@ -189,6 +230,7 @@ def configure(*, names: Iterable[str] | None = None, patterns: Iterable[str] | N
             entropy=_policy.entropy if entropy is None else entropy,
             strict=_policy.strict if strict is None else strict,
             enabled=_policy.enabled if enabled is None else enabled,
+            scan_limit=_policy.scan_limit if scan_limit is None else scan_limit,
         )
         _compiled = None
         return _policy
@@ -257,6 +299,13 @@ class Redactor:
     values bound to secret names, so a second pass replaces them everywhere. Not
     thread-safe: one per snapshot.
 
+    Args:
+        policy: The rules; default the process's (:func:`current_policy`).
+        key: The token key; default 32 random bytes of this redactor's own, never stored.
+            One redactor serves one snapshot (its tape, outcome, header and embedded trace),
+            so equal secrets give equal tokens there and unrelated ones in any other snapshot.
+        allow_text: True for text that is never a secret (the application's own literals).
+
     Attributes:
         hits: Redactions per rule.
         policy: The policy applied.
@@ -273,7 +322,7 @@ class Redactor:
         exact = {k for sc in scanners if not sc.fold for k in sc.keywords}
         self._contained = {k: {c for c in exact if c in k} for k in exact}
         self._names = cache
-        self._key = key or _KEY
+        self._key = key or os.urandom(32)
         self._allow_text = allow_text
         self.hits: Counter[str] = Counter()
         self.learning = False
@@ -358,9 +407,9 @@ class Redactor:
             self.errors += 1
             return self.token(bytes(value), "redaction_error").encode()
 
-    def cut_tail(self, value: str) -> str:
+    def cut_tail(self, value: str, *, latin1: bool = False) -> str:
         """A display string cut short: a remembered secret cut at its end is replaced too."""
-        for secret, tok in self._known.items():
+        for secret, tok in (self._known_latin1 if latin1 else self._known).items():
             for k in range(min(len(secret) - 1, len(value)), MIN_REMEMBERED - 1, -1):
                 if value.endswith(secret[:k]):
                     self.hits[_label(tok)] += 1
@@ -413,6 +462,8 @@ class Redactor:
             if tok is not None:
                 self.hits[_label(tok)] += 1
                 return tok
+        if mode != CODE and len(value) > self.policy.scan_limit + _SCAN_SLACK:
+            return self._bounded(value, rule, mode, latin1)
         text = self._substitute(value, known, latin1) if known else value
         out = self._scan(text, mode, latin1) if len(text) >= 7 or self.policy.patterns else text
         if rule is None or TOKEN_RE.fullmatch(value) or _MASK.fullmatch(value):
@@ -425,6 +476,38 @@ class Redactor:
             return out  # the secret parts are already tokens (e.g. "Bearer <token>")
         self._remember_found(value, rule, latin1)
         return self.token(value.encode("latin-1") if latin1 else value, rule)
+
+    def _bounded(self, value: str, rule: str | None, mode: str, latin1: bool) -> str:
+        """A value longer than the scan limit: its head scanned, its tail one token.
+
+        A value bound to a secret name is replaced whole, as a short one is. Otherwise the
+        head (up to the limit, cut back to a separator so a word straddling the limit goes
+        whole into the tail) is redacted as any value, and the tail becomes
+        ``~redacted~unscanned___~<hmac>~`` of exactly its length: a body keeps its framing
+        (``Content-Length``), and replay's request matching takes the token for any text;
+        a program whose behaviour depends on the tail's content does not reproduce. Remembered
+        secrets of more than :data:`_CUT_BACKOFF` characters are replaced in the whole value
+        first (they could span the cut); a shorter one cut at the end of the head is
+        replaced too (:meth:`cut_tail`).
+        """
+        if rule is not None:
+            return self.token(value.encode("latin-1") if latin1 else value, rule)
+        known = self._known_latin1 if latin1 else self._known
+        for secret in [s for s in known if len(s) > _CUT_BACKOFF]:
+            if secret in value:
+                self.hits[_label(known[secret])] += value.count(secret)
+                value = value.replace(secret, known[secret])
+        limit = self.policy.scan_limit
+        cut = limit
+        for m in _SEPARATORS.finditer(value, max(0, limit - _CUT_BACKOFF), limit):
+            cut = m.end()
+        head = self.cut_tail(self._text(value[:cut], None, mode, latin1), latin1=latin1)
+        tail = value[cut:]
+        digest = hmac.new(self._key, tail.encode("latin-1") if latin1 else tail.encode("utf-8", "surrogatepass"),
+                          hashlib.sha256).hexdigest()[:8]
+        pad = len(tail) - len(f"~redacted~{_UNSCANNED}~{digest}~")
+        self.hits[_UNSCANNED] += 1
+        return f"{head}~redacted~{_UNSCANNED}{'_' * max(pad, 0)}~{digest}~"
 
     def _substitute(self, text: str, known: dict[str, str], latin1: bool) -> str:
         order = self._order_latin1 if latin1 else self._order

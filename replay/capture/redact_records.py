@@ -314,6 +314,7 @@ def manifest(r: Redactor) -> dict[str, Any]:
         "enabled": r.policy.enabled,
         "policy": r.policy.digest(),
         "strict": r.policy.strict,
+        "scan_limit": r.policy.scan_limit,
         "hits": {k: v for k, v in sorted(r.hits.items()) if v > 0},
         "errors": r.errors,
     }

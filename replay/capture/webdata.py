@@ -8,7 +8,9 @@ The request (entry kind ``wsgi`` / ``asgi``, one argument, a map):
   request reached the middleware; ``body`` is what ``wsgi.input`` held (None when it was
   over the limit); ``file_wrapper`` whether the server offered one.
 * ASGI: ``{"scope", "messages", "body_limit"}``: the scope's plain-data keys (a lifespan
-  ``state`` becomes ``{}``) and the ``http.request`` messages of the body, as received.
+  ``state`` becomes ``{}``) and the messages the app received, in order: the
+  ``http.request`` messages of the body, then an ``http.disconnect`` if the client left
+  before the response was complete (replay answers one after a complete response itself).
 
 ``body_limit`` is the middleware's ``max_body_bytes``, so replay cuts the response body at
 the same size. The response (the outcome's value) is ``{"status", "headers", "body",
@@ -146,9 +148,11 @@ def locate(objects: list[Any], hint: str | None = None) -> tuple[str, str] | Non
 
     Scans the loaded modules once (milliseconds). Earlier objects win; among the places of
     one object, the module named ``hint`` (a Flask app's ``import_name``), then a module
-    other than ``__main__``, then public names and the shortest module name.
+    other than ``__main__`` (or an alias of it: multiprocessing, which Django's sqlite
+    backend imports, binds ``__mp_main__``), then public names and the shortest module name.
     """
     wanted = {id(o): rank for rank, o in enumerate(objects)}
+    main = sys.modules.get("__main__")
     best: tuple[tuple[Any, ...], str, str] | None = None
     for name, module in list(sys.modules.items()):
         try:
@@ -159,7 +163,7 @@ def locate(objects: list[Any], hint: str | None = None) -> tuple[str, str] | Non
             rank = wanted.get(id(value))
             if rank is None or value is not objects[rank] or not isinstance(attr, str):
                 continue
-            key = (rank, name != hint, name == "__main__", attr.startswith("_"), len(name), name, attr)
+            key = (rank, name != hint, module is main, attr.startswith("_"), len(name), name, attr)
             if best is None or key < best[0]:
                 best = (key, name, attr)
     return None if best is None else (best[1], best[2])

@@ -130,14 +130,17 @@ async def _invoke_asgi(app: Callable[..., Any], request: dict[str, Any], player:
     pending = [dict(m) for m in request.get("messages", [])]
     out = BodyBuffer(request.get("body_limit", MAX_BODY_BYTES))
     response: dict[str, Any] = {"status": None, "headers": []}
+    complete = asyncio.Event()  # the last body message was sent
 
     async def receive() -> dict[str, Any]:
         if pending:
-            return pending.pop(0)
-        # After the body a server's receive() waits until the client disconnects, which the
-        # recorded client did not do while the app ran: wait until the app stops listening.
-        await asyncio.Event().wait()
-        raise AssertionError("unreachable")
+            return pending.pop(0)  # the body, then a disconnect the client made mid-request
+        # After the body a server's receive() blocks until the client goes away, and the
+        # client goes away once it has the whole response (uvicorn and hypercorn then answer
+        # http.disconnect). Answering earlier would cancel a streaming response that listens
+        # for a disconnect; never answering would hang an app that awaits it after its body.
+        await complete.wait()
+        return {"type": "http.disconnect"}
 
     async def send(message: dict[str, Any]) -> None:
         kind = message.get("type")
@@ -146,6 +149,8 @@ async def _invoke_asgi(app: Callable[..., Any], request: dict[str, Any], player:
             response["headers"] = [(bytes(k), bytes(v)) for k, v in message.get("headers", [])]
         elif kind == "http.response.body":
             out.add(message.get("body", b""))
+            if not message.get("more_body", False):
+                complete.set()
 
     token = ACTIVE.set(player)  # only the request's task (and tasks it starts) is served from the tape
     try:

@@ -271,7 +271,7 @@ def test_tokens_differ_across_processes(app: App, server: LoopbackServer) -> Non
             http = [r for r in f.iter_records(2) if r[0] == "http"][0]
         return {h[1]: h[2] for h in http[2][4][1:]}["Authorization"]
 
-    assert auth(first) != auth(second)  # a per-process key: tokens do not link across processes
+    assert auth(first) != auth(second)  # a key per snapshot: tokens do not link across snapshots
 
 
 def test_flight_recorder_trace_is_redacted(app: App, server: LoopbackServer) -> None:
