@@ -95,6 +95,9 @@ def summarize(snap: Snapshot, *, bounds: Bounds = Bounds(), path: str | None = N
         if not snap.has(section):
             notes.add(f"the {name} section is missing (the recording was cut short)")
     point = f"{entry['module']}:{entry['qualname']}" if entry else str(h.get("entry", "?"))
+    # what failed: the exception, or the one a web app logged for its 5xx response
+    logged = outcome.get("logged_exception")
+    cause = outcome if outcome.get("kind") == "exception" else logged if isinstance(logged, dict) else None
     summary: dict[str, Any] = {
         "snapshot": {
             "file": _cut(os.path.basename(snap.path), cut, notes),
@@ -109,7 +112,8 @@ def summarize(snap: Snapshot, *, bounds: Bounds = Bounds(), path: str | None = N
         "entry": {"point": _cut(point, cut, notes), "kind": _cut(entry.get("kind", "function"), 40, notes),
                   "call": _cut(call_text(entry, width=cut + 1), 2 * cut, notes) if entry else ""},
         "outcome": _outcome(outcome, cut, notes),
-        "traceback": _traceback(outcome, bounds, notes),
+        "failure": _outcome(cause, cut, notes) if cause else None,
+        "traceback": _traceback(cause or outcome, bounds, notes),
         "tape": _tape(snap, bounds, notes),
         "environment": _environment(snap.environment if snap.has(Section.ENVIRONMENT) else {}, bounds, notes),
         "code": {"files": len(snap.code_files),
@@ -121,6 +125,8 @@ def summarize(snap: Snapshot, *, bounds: Bounds = Bounds(), path: str | None = N
         what = f"{o['type']}: {o['message']}"
     elif "http_status" in o:
         what = f"HTTP {o['http_status']} response" + ("" if o["failed"] else " (no failure)")
+        if summary["failure"]:
+            what += f" ({summary['failure']['type']}: {summary['failure']['message']}, logged)"
     else:
         what = f"{o['kind']} (no failure)"
     summary["title"] = _cut(f"{what} in {point}", cut, notes)
@@ -250,7 +256,7 @@ def _traceback_lines(summary: dict[str, Any]) -> list[str]:
         if f["code"]:
             lines.append(f"    {f['code']}")
         lines += [f"      {name} = {value}" for name, value in f["locals"]]
-    o = summary["outcome"]
+    o = summary["failure"]
     lines.append(f"{o['type']}: {o['message']}")
     return lines
 
@@ -258,7 +264,7 @@ def _traceback_lines(summary: dict[str, Any]) -> list[str]:
 def render_markdown(summary: dict[str, Any]) -> str:
     """The summary as GitHub-flavoured Markdown: snapshot text only in code spans and blocks."""
     s, o, e = summary["snapshot"], summary["outcome"], summary["entry"]
-    failed = o["kind"] == "exception"
+    failure = summary["failure"]
     out = [f"## replay snapshot: {_code(summary['title'])}", ""]
     verb = "failed" if o["failed"] else "returned"
     out.append(f"{_code(e['point'])} {verb} at {s['recorded_at']} after {s['duration_ms']} ms. "
@@ -266,12 +272,13 @@ def render_markdown(summary: dict[str, Any]) -> str:
                + ("replayable)." if s["replayable"] else "**not replayable**: "
                   + "; ".join(_code(r) for r in s["not_replayable_because"]) + ")."))
     out += ["", "### Call", "", *_fence([e["call"]], "python")]
-    if failed:
-        out += ["", "### What failed", "", f"- exception: {_code(o['type'])}: {_code(o['message'])}"]
-        if o.get("place"):
-            out.append(f"- raised in: {_code(o['place'])}")
+    if failure:
+        how = "logged by the app, which responded" if o["kind"] != "exception" else "exception"
+        out += ["", "### What failed", "", f"- {how}: {_code(failure['type'])}: {_code(failure['message'])}"]
+        if failure.get("place"):
+            out.append(f"- raised in: {_code(failure['place'])}")
         out += ["", "Traceback with the failing frames' locals:", "", *_fence(_traceback_lines(summary))]
-    else:
+    if o["kind"] != "exception":
         out += ["", "### Outcome", "", f"- {_code(o['kind'])}: {_code(str(o.get('value', '')))}"]
     if "http_status" in o:
         out.append(f"- HTTP status: {_code(str(o['http_status']))}")
@@ -309,7 +316,8 @@ def render_html(summary: dict[str, Any]) -> str:
     """The summary as one self-contained HTML page: inline style, no scripts, all text escaped."""
     x = html.escape
     s, o, e, t = summary["snapshot"], summary["outcome"], summary["entry"], summary["tape"]
-    failed = o["kind"] == "exception"
+    failure = summary["failure"]
+    failed = bool(o["failed"])
 
     def rows(pairs: list[tuple[str, Any]]) -> str:
         return "".join(f"<tr><th>{x(k)}</th><td><code>{x(str(v))}</code></td></tr>" for k, v in pairs)
@@ -324,12 +332,13 @@ def render_html(summary: dict[str, Any]) -> str:
                          ("replayable", "yes" if s["replayable"] else "no: " + "; ".join(s["not_replayable_because"]))]),
         "</table>", "<h2>Call</h2>", f"<pre>{x(e['call'])}</pre>",
     ]
-    if failed:
+    if failure:
+        how = "exception" if o["kind"] == "exception" else "logged exception"
         parts += ["<h2>What failed</h2>", "<table>",
-                  rows([("exception", f"{o['type']}: {o['message']}"), ("raised in", o.get("place") or "?")]),
+                  rows([(how, f"{failure['type']}: {failure['message']}"), ("raised in", failure.get("place") or "?")]),
                   "</table>", "<h3>Traceback with the failing frames' locals</h3>",
                   f"<pre>{x(chr(10).join(_traceback_lines(summary)))}</pre>"]
-    else:
+    if o["kind"] != "exception":
         parts += ["<h2>Outcome</h2>", "<table>", rows([(o["kind"], o.get("value", ""))]), "</table>"]
     channels = ", ".join(f"{k}: {v}" for k, v in t["channels"].items()) or "no interactions"
     parts += ["<h2>Tape</h2>", f"<p>{t['interactions']} interaction(s) ({x(channels)})</p>"]

@@ -521,8 +521,10 @@ def install() -> None:
         os.environ.__class__ = RecordedEnviron
         builtins.__import__ = _import
         importlib.import_module = _import_module  # type: ignore[assignment]
+        from replay.capture import logged
         from replay.capture.channels import install_all
 
+        logged.install()
         install_all()
         _rebind_loaded_modules()
         _installed = True

@@ -31,6 +31,8 @@ from typing import Any
 from replay.capture import api
 from replay.capture.boundary import ACTIVE
 from replay.capture.interceptors import REAL, install
+from replay.capture.logged import logged_exception
+from replay.capture.policy import fingerprint as exception_fingerprint
 from replay.capture.policy import resolve
 from replay.capture.recorder import Recorder, count, log
 from replay.capture.webdata import (
@@ -96,10 +98,15 @@ class _Capture:
             entry = self.entry.record(exchange.request(), exchange.reasons)
             outcome = fingerprint = None
             if exc is None:
-                outcome = response_outcome(exchange.response())
-                # one failure per app, method, path and status (the per-failure rate limit)
-                fingerprint = (entry["module"], entry["qualname"], exchange.method(), exchange.path(),
-                               outcome["http_status"])
+                logged = logged_exception(rec)
+                outcome = response_outcome(exchange.response(), logged, self.entry.roots)
+                if logged is not None and outcome["failed"]:
+                    # the bug the app logged: one failure whatever the URL (the per-failure limit)
+                    fingerprint = (entry["module"], entry["qualname"], outcome["http_status"],
+                                   *exception_fingerprint(logged, self.entry.roots))
+                else:  # one failure per app, method, path and status
+                    fingerprint = (entry["module"], entry["qualname"], exchange.method(), exchange.path(),
+                                   outcome["http_status"])
         except Exception:  # noqa: BLE001 - fail open
             count("capture_errors")
             log.warning("replay: could not record the request", exc_info=True)

@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from replay.capture.identity import project_root_of, vendored
-from replay.capture.recorder import return_outcome
+from replay.capture.recorder import describe_exception, return_outcome
 from replay.snapshot.codec import Encoder
 
 MAX_BODY_BYTES: Final = 1 << 20
@@ -90,16 +90,23 @@ def status_code(status: Any) -> int:
         return 0
 
 
-def response_outcome(response: dict[str, Any]) -> dict[str, Any]:
+def response_outcome(response: dict[str, Any], logged: BaseException | None = None,
+                     roots: list[str] | None = None, app_modules: set[str] | None = None) -> dict[str, Any]:
     """The outcome record of a request that produced ``response``: a failure when 5xx.
 
     A ``return`` outcome whose value is the response record, plus ``http_status`` (int) and
-    ``failed`` (bool), which the verdicts use (:func:`replay.verify.verdict.failed`).
+    ``failed`` (bool), which the verdicts use (:func:`replay.verify.verdict.failed`). A
+    failure whose cause the app logged (``logged``: see :mod:`replay.capture.logged`) also
+    has ``logged_exception``: that exception described as an exception outcome (type,
+    message, traceback, the failing frames' locals, place; ``roots`` and ``app_modules`` as
+    for :func:`~replay.capture.recorder.describe_exception`).
     """
     out = return_outcome(response)
     code = status_code(response.get("status"))
     out["http_status"] = code
     out["failed"] = code >= 500
+    if logged is not None and code >= 500:
+        out["logged_exception"] = describe_exception(logged, roots, app_modules)
     return out
 
 

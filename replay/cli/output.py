@@ -125,9 +125,16 @@ def _missing_panel(what: str) -> Panel:
                  title=what, title_align="left", border_style="yellow")
 
 
-def _outcome_panel(outcome: dict[str, Any], all_locals: bool) -> Panel:
+def _outcome_panel(outcome: dict[str, Any], all_locals: bool) -> Panel | Group:
     if outcome.get("kind") == "return":
-        return Panel(_kv([("returned", render(outcome.get("value"), width=500))]), title="outcome", title_align="left")
+        returned = Panel(_kv([("returned", render(outcome.get("value"), width=500))]), title="outcome", title_align="left")
+        logged = outcome.get("logged_exception")
+        if not isinstance(logged, dict):
+            return returned
+        cause = _outcome_panel(logged, all_locals)
+        if isinstance(cause, Panel):
+            cause.title = "cause: the exception the app logged before it responded"
+        return Group(returned, cause)
     items: list[Any] = [Text.assemble((str(outcome.get("type", "?")).rpartition(":")[2], "bold red"), ": ",
                                       safe(outcome.get("message", "")))]
     place = outcome.get("place")

@@ -31,6 +31,7 @@ import msgpack
 from replay.capture import api
 from replay.capture.boundary import ACTIVE
 from replay.capture.interceptors import REAL, install
+from replay.capture.logged import logged_exception
 from replay.capture.recorder import describe_exception, relative_to_roots, return_outcome
 from replay.errors import ReplayDiverged, ReplaySetupError
 from replay.replayer import sandbox, web
@@ -235,7 +236,8 @@ def replay_once(request: dict[str, Any]) -> dict[str, Any]:
             if tracer is not None:
                 tracer.stop()
         sandbox.activate(False)
-        outcome = web.response_outcome(value) if entry.get("kind") in web.KINDS else return_outcome(value)
+        outcome = (web.response_outcome(value, logged_exception(player), roots, _app_modules(entry))
+                   if entry.get("kind") in web.KINDS else return_outcome(value))
     except ReplayDiverged:
         outcome = {"kind": "diverged"}
     except ReplaySetupError:
@@ -270,6 +272,7 @@ def replay_once(request: dict[str, Any]) -> dict[str, Any]:
         "unconsumed_channels": _count_channels(player.unconsumed()),
         "synthesized": player.synthesized,
         "reused": player.reused,
+        "notes": list(player.notes),
         "effects": effects,
         "blocked": player.blocked,
         "from_environment": player.from_environment,

@@ -209,6 +209,7 @@ def _replay_in_tempdir(request: dict[str, Any], env: dict[str, str], warnings: l
             result = msgpack.unpackb(fh.read(), raw=False, strict_map_key=False)
     known = {f.name for f in dataclasses.fields(ReplayRun)}
     fields = {k: v for k, v in result.items() if k in known}
+    warnings = warnings + [str(n) for n in result.get("notes") or []]  # what the tape player had to bend
     if result.get("traceback"):
         output = (output + "\n" + result["traceback"]).strip()
     return ReplayRun(mode=mode, warnings=warnings, output=output, **fields)

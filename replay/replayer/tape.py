@@ -49,6 +49,8 @@ from replay.verify.valuediff import diff_values
 
 MAX_STACK = 12
 MAX_CANDIDATES = 3
+MAX_NOTES = 200
+MAX_ADOPT_WINDOW = 8  # clock readings before an adopt whose order strict mode relaxes
 
 
 @dataclasses.dataclass
@@ -190,6 +192,8 @@ class TapePlayer:
         self.divergence: Divergence | None = None
         self.effects: list[dict[str, Any]] = []
         self.blocked: list[dict[str, Any]] = []
+        # requests a channel answered without a tape interaction (see served_aside)
+        self.notes: list[str] = []
         self._lock = threading.RLock()
         # called with the tape index of each interaction served (the trace links steps to them)
         self.on_consume: Callable[[int], None] | None = None
@@ -207,6 +211,7 @@ class TapePlayer:
         self._last_answer: dict[tuple[str, str, str], Interaction] = {}
         self._streams: dict[tuple[str, str], deque[Interaction]] = {}
         self._decoded: dict[int, Any] = {}
+        self._adopt_clock: dict[int, list[list[Any]]] = {}  # adopt index -> its unserved connect-time readings
         for inter in tape:
             self._strands.setdefault(inter.strand, deque()).append(inter)
             if mode == "strict":
@@ -322,12 +327,84 @@ class TapePlayer:
                 raise self._diverge(channel, op, args_node,
                                     f"the replay asked for more than was recorded{_in_strand(strand)}", None)
             inter = queue[0]
+            if (channel, op) == ("db", "adopt") and inter.channel == "clock":
+                self._skip_clock_before_adopt(queue, args_node)
+                inter = queue[0]
             if (inter.channel, inter.op) != (channel, op):
                 raise self._diverge(channel, op, args_node, "a different call than the one recorded", inter)
             if channel != "clock" and repr(inter.args) != repr(args_node) and not redacted_match(inter.args, args_node):
                 raise self._diverge(channel, op, args_node, "the same call with different arguments", inter)
             queue.popleft()
             return self._take(inter)
+
+    # ----------------------------------------------------------------- adopted db connections
+
+    # A recorded call that used a database connection an earlier call opened has an ``adopt``
+    # on its tape (see replay.capture.channels.db). The replay, a fresh process, opens that
+    # connection itself, and the code that manages connections reads the clock around it
+    # where the recording did not (SQLAlchemy's pool stamps a new connection with
+    # ``time.time()``; Django computes CONN_MAX_AGE's deadline at connect and checks it at
+    # request start only when a connection exists). Strict mode therefore relaxes the order of
+    # clock readings in the run of readings just before an ``adopt``, and only there: a
+    # reading may be taken out of order within that run, one the run lacks is served from
+    # the readings recorded just before the original connect (kept with the ``adopt``), and
+    # readings of the run the replay never asks for are passed over when the ``adopt`` is
+    # reached. Each case is noted in ``notes``.
+
+    def _adopt_window(self, queue: deque[Interaction]) -> tuple[int, Interaction] | None:
+        """``(n, adopt)`` when the strand's next ``n`` interactions are clock readings followed
+        by a db ``adopt``; else None."""
+        for n, inter in enumerate(queue):
+            if inter.channel != "clock" or n >= MAX_ADOPT_WINDOW:
+                return (n, inter) if inter.channel == "db" and inter.op == "adopt" else None
+        return None
+
+    def _clock_near_adopt(self, op: str) -> int | None:
+        """Strict mode: a clock reading asked just before an adopted connection (see above)."""
+        with self._lock:
+            queue = self._strands.get(STRAND.get())
+            if self.divergence is not None or not queue or (queue[0].channel, queue[0].op) == ("clock", op):
+                return None
+            found = self._adopt_window(queue)
+            if found is None:
+                return None
+            n, adopt = found
+            for k in range(n):
+                if queue[k].op == op:
+                    inter = queue[k]
+                    del queue[k]
+                    self.requests += 1
+                    return int(self._take(inter).result)
+            readings = self._adopt_clock.get(adopt.index)
+            if readings is None:
+                answer = Decoder(self.resolver).decode(adopt.result) if adopt.error is None else None
+                clock = answer.get("clock") if isinstance(answer, dict) else None
+                readings = [list(r) for r in clock or () if isinstance(r, list | tuple) and len(r) == 2]
+                self._adopt_clock[adopt.index] = readings
+            for k, (recorded_op, value) in enumerate(readings):
+                if recorded_op == op and isinstance(value, int):
+                    del readings[k]
+                    self.requests += 1
+                    self.reused["clock"] = self.reused.get("clock", 0) + 1
+                    self._note(f"clock {op}() answered with the reading recorded when the connection adopted at "
+                               f"#{adopt.index} was opened")
+                    return value
+            return None
+
+    def _skip_clock_before_adopt(self, queue: deque[Interaction], args_node: Any) -> None:
+        """Strict mode, an ``adopt`` asked: pass over the clock readings recorded before it."""
+        found = self._adopt_window(queue)
+        if found is None or repr(found[1].args) != repr(args_node):
+            return
+        for _ in range(found[0]):
+            inter = queue.popleft()
+            self.consumed.add(inter.index)
+            self._note(f"clock {inter.op}() #{inter.index} not asked: read by the recorded call's connection "
+                       f"management before the connection adopted at #{found[1].index}")
+
+    def _note(self, text: str) -> None:
+        if len(self.notes) < MAX_NOTES:
+            self.notes.append(text)
 
     # ----------------------------------------------------------------- session API
 
@@ -340,6 +417,9 @@ class TapePlayer:
 
     def clock_ns(self, op: str, real: Callable[[], int]) -> int:
         if self.mode == "strict":
+            value = self._clock_near_adopt(op)
+            if value is not None:
+                return value
             return int(self._strict_next("clock", op, ["t"]).result)
         with self._lock:
             self.requests += 1
@@ -522,6 +602,35 @@ class TapePlayer:
             return self.environ[key]
         self.from_environment += 1
         return names if op == "environ.keys" else len(names)
+
+    def served_aside(self, channel: str, op: str, args: Any, how: str) -> None:
+        """Note a request that its channel answered without consuming a tape interaction.
+
+        Used by the db channel for the set-up statements of a connection the replay opens
+        where the recorded call used one opened earlier (an ``adopt`` on the tape).
+
+        Args:
+            channel: The channel (``db``).
+            op: The operation (``execute``).
+            args: The request (plain data, rendered into the note).
+            how: ``"reused"``: a recorded answer kept elsewhere in the snapshot was served
+                (counted in :attr:`reused` per channel); ``"empty"``: an empty answer to a
+                statement that only configures a connection (counted in
+                :attr:`synthesized` as ``<channel>.setup``).
+
+        Raises:
+            ValueError: ``how`` is neither.
+        """
+        if how not in ("reused", "empty"):
+            raise ValueError(f"served_aside how={how!r}: expected 'reused' or 'empty'")
+        with self._lock, suspended():
+            if how == "reused":
+                self.reused[channel] = self.reused.get(channel, 0) + 1
+                what = "answered with the recorded set-up of the adopted connection"
+            else:
+                self._synth(f"{channel}.setup")
+                what = "answered empty (connection set-up the recording did not repeat)"
+            self._note(f"{channel} {op}{_args_text(Encoder().encode(args))} {what}")
 
     def block(self, channel: str, detail: str) -> None:
         """Log an attempt of the replayed code to touch a real system (see the sandbox)."""

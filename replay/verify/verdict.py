@@ -96,7 +96,9 @@ def summarize_outcome(outcome: dict[str, Any]) -> str:
         name = str(outcome.get("type", "?")).rpartition(":")[2]
         return f"{name}({outcome.get('message', '')!r}){where}"
     if kind == "return" and outcome.get("http_status"):
-        return f"responded HTTP {outcome['http_status']}"
+        logged = outcome.get("logged_exception")
+        cause = f" ({summarize_outcome(logged)}, logged)" if isinstance(logged, dict) else ""
+        return f"responded HTTP {outcome['http_status']}{cause}"
     if kind == "return":
         return f"returned {render(outcome.get('value'), width=200)}"
     if kind == "diverged":
@@ -114,9 +116,13 @@ def same_failure(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
     Line numbers are not compared: a fix moves lines. The place is the file (relative to
     the code root) and the function's qualified name. Two failed web responses (5xx) are
-    the same failure when their status codes are equal.
+    the same failure when their status codes are equal and, when the app logged the cause of
+    both (``logged_exception``), those exceptions are the same failure.
     """
     if a.get("failed") and b.get("failed"):
+        la, lb = a.get("logged_exception"), b.get("logged_exception")
+        if isinstance(la, dict) and isinstance(lb, dict) and not same_failure(la, lb):
+            return False
         return bool(a.get("http_status") == b.get("http_status"))
     return (a.get("kind") == b.get("kind") == "exception" and a.get("type") == b.get("type")
             and a.get("place") == b.get("place"))

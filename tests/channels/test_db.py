@@ -406,8 +406,17 @@ def test_channel_rules():
     assert dbchannel._redact("host=db password='x y' user=bob") == "host=db password=*** user=bob"
 
 
-def test_no_session_means_real_objects():
+def test_no_session_means_the_real_driver_answers_unrecorded():
+    """Outside a session a connection is wrapped (a later recorded call may adopt it) but
+    the real driver answers everything: real cursors' rows, real errors, real state."""
     dbchannel.install()
     conn = sqlite3.connect(":memory:")
-    assert type(conn) is sqlite3.Connection
+    assert isinstance(conn, sqlite3.Connection) and conn._real.__class__ is sqlite3.Connection
+    conn.execute("CREATE TABLE t (a)")
+    conn.executemany("INSERT INTO t VALUES (?)", [(1,), (2,)])
+    cur = conn.execute("SELECT a FROM t ORDER BY a")
+    assert cur._rows is None and cur.fetchall() == [(1,), (2,)]  # read from the real cursor
+    assert (conn.total_changes, conn.in_transaction) == (2, True)
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        conn.execute("SELECT * FROM missing")
     conn.close()

@@ -222,6 +222,12 @@ def test_flask_failure_is_captured_replays_and_a_fix_verifies(serve, tmp_path):
         assert s.header["replayable"], s.header["reasons"]
         assert s.outcome["http_status"] == 500 and s.outcome["failed"]
         assert {c["path"] for c in s.code_files} == {"shop.py"}
+        # Flask handled the exception (a 500 page) and logged it: the outcome names the cause
+        cause = s.outcome["logged_exception"]
+        assert cause["type"] == "builtins:ValueError" and cause["message"] == "quantity 12 over the limit"
+        assert cause["place"] == ["shop.py", "create_order"]
+        failing = [f for f in cause["traceback"] if f["path"] == "shop.py"][-1]
+        assert "raise ValueError" in failing["code"] and failing["locals"] is not None
     req = request_of(snap)
     assert req["body"] == b'{"item": "ink", "qty": 12}'
     assert req["environ"]["PATH_INFO"] == "/orders" and req["environ"]["REQUEST_METHOD"] == "POST"
@@ -235,7 +241,13 @@ def test_flask_failure_is_captured_replays_and_a_fix_verifies(serve, tmp_path):
     assert result.verdict is Verdict.FIXED, result.reason
     assert "responded HTTP 422" in result.reason
     same = candidate(tmp_path, "same", {})
-    assert verify(snap, [same]).verdict is Verdict.STILL_FAILING
+    still = verify(snap, [same])
+    assert still.verdict is Verdict.STILL_FAILING
+    assert "ValueError('quantity 12 over the limit') in shop.py:create_order, logged" in still.recorded
+    # another bug behind the same 500: the logged causes differ, so it is a new failure
+    other = candidate(tmp_path, "other", {"shop.py": FLASK_SHOP.replace(
+        "raise ValueError(f\"quantity {order['qty']} over the limit\")", "return order['missing'], 201")})
+    assert verify(snap, [other]).verdict is Verdict.NEW_FAILURE
 
 
 def test_httpbin_failing_requests_replay_to_the_same_response(serve, tmp_path):
