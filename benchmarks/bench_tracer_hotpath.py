@@ -15,13 +15,15 @@ call-heavy programs ``bench_trace.py`` replays). Each is traced under
   display, chunk and change columns, no fingerprints (for the hooks tracer.py has);
 * ``c-local``: the C ``LocalTracer`` as every in-scope frame's trace function, the C display
   (``_fastline.Display``), fingerprints and chunk columns, but the Python global trace
-  function behind ``sys.settrace``'s trampoline, steps as a list of tuples and the Python
-  ``_returning`` (``_GlobalTracer``, ``_Steps`` and ``_returning_c`` off: the C path before
-  those existed; shown when tracer.py has them);
+  function behind ``sys.settrace``'s trampoline, steps and changes as lists of tuples, the
+  Python ``_returning`` and msgpack for the chunk's nodes (``_GlobalTracer``, ``_Steps``,
+  ``_Changes``, ``_pack_nodes`` and ``_returning_c`` off: the C path before those existed;
+  shown when tracer.py has them);
 * ``c``: ``SettraceTracer`` as tracer.py makes it by default: the above with
   ``_fastline.GlobalTracer`` as the global trace function, installed with
   ``PyEval_SetTrace`` (no trampoline; call events and the common ``TraceRecorder.push`` in
-  C), steps in a ``_fastline.Steps`` buffer and ``_fastline.Returning``;
+  C), steps in a ``_fastline.Steps`` buffer, changes in a ``_fastline.Changes`` buffer,
+  ``_fastline.Returning`` and the chunk's nodes packed by ``_fastline.pack_nodes``;
 
 each writing a real trace file (a fresh ``TraceRecorder`` per run, in a temporary directory).
 Printed per program and mode: the median steps/s over ``--repeats`` runs (wall time from
@@ -106,10 +108,10 @@ def run_once(program: Path, n: int, mode: str, out: str, split: bool = False) ->
 
     rec.flush = timed_flush  # type: ignore[method-assign]
     hooks = ("line_tracer", "_LocalTracer", "_chunk_columns", "_change_columns", "_display_fingerprint", "display",
-             "_snapshot_locals_c", "_add_hits", "_GlobalTracer", "_Steps", "_returning_c")
+             "_snapshot_locals_c", "_add_hits", "_GlobalTracer", "_Steps", "_returning_c", "_Changes", "_pack_nodes")
     saved = {name: tracer.__dict__[name] for name in hooks if name in tracer.__dict__}
-    if mode == "c-local":  # the C path as it was before GlobalTracer, Steps and Returning
-        for name in ("_GlobalTracer", "_Steps", "_returning_c"):
+    if mode == "c-local":  # the C path as it was before GlobalTracer, Steps, Changes, ...
+        for name in ("_GlobalTracer", "_Steps", "_returning_c", "_Changes", "_pack_nodes"):
             setattr(tracer, name, None)
     if mode in ("c", "c-local"):
         if getattr(tracer, "_LocalTracer", None) is None:  # a tracer.py that does not use it by itself
@@ -119,7 +121,8 @@ def run_once(program: Path, n: int, mode: str, out: str, split: bool = False) ->
         for name in ("_chunk_columns", "_change_columns", "_add_hits", "display"):
             if hasattr(tracer, name + "_py"):
                 setattr(tracer, name, getattr(tracer, name + "_py"))
-        for name in ("_display_fingerprint", "_snapshot_locals_c", "_GlobalTracer", "_Steps", "_returning_c"):
+        for name in ("_display_fingerprint", "_snapshot_locals_c", "_GlobalTracer", "_Steps", "_returning_c", "_Changes",
+                     "_pack_nodes"):
             if hasattr(tracer, name):
                 setattr(tracer, name, None)
     real_display = tracer.display

@@ -420,7 +420,9 @@ _add_hits: Any = _fast("add_hits", _add_hits_py)
 
 
 _chunk_columns: Any = _fast("chunk_columns", _chunk_columns_py)
+_pack_nodes: Any = _fast("pack_nodes")  # msgpack of a chunk's nodes, in C
 _Steps: Any = _fast("Steps")  # TraceRecorder.steps: a list of tuples without it
+_Changes: Any = _fast("Changes")  # TraceRecorder.changes: a list of tuples without it
 
 
 _RETURN_OPS: Final = frozenset(dis.opmap[n] for n in ("RETURN_VALUE", "RETURN_CONST", "YIELD_VALUE") if n in dis.opmap)
@@ -490,7 +492,9 @@ class TraceRecorder:
         # (kind, code id, line, activation, depth, thread) per step of the chunk being filled:
         # with the C extension a _fastline.Steps (the same to Python code, u32 rows in C)
         self.steps: Any = [] if _Steps is None else _Steps()
-        self.changes: list[tuple[Any, ...]] = []
+        # (step, activation, name, node) per changed local, (step, activation, name) per deleted
+        # one: with the C extension a _fastline.Changes (the same to Python code, no tuples in C)
+        self.changes: Any = [] if _Changes is None else _Changes()
         self.base = 0  # step number of steps[0]
         self.codes: dict[CodeType, _Code] = {}
         self._code_records: list[list[Any]] = []
@@ -767,7 +771,10 @@ class TraceRecorder:
         if cut:  # the budget ends inside this chunk: keep exactly max_steps steps
             keep = max(self.max_steps - self.base, 0)
             del steps[keep:]
-            self.changes[:] = [c for c in self.changes if c[0] < self.max_steps]
+            kept = [c for c in self.changes if c[0] < self.max_steps]
+            self.changes.clear()
+            for change in kept:
+                self.changes.append(change)
         if not steps:
             if cut:
                 self.truncated = True
@@ -781,7 +788,7 @@ class TraceRecorder:
         record = {
             "first": first, "n": count, "kind": kind, "code": code, "line": line, "frame": frame,
             "depth": depth, "thread": thread, "c_step": c_step, "c_frame": c_frame, "c_name": c_name,
-            "c_deleted": c_deleted, "c_nodes": self._pack(c_nodes), "keyframe": self._pack(self._next_keyframe),
+            "c_deleted": c_deleted, "c_nodes": self._packed(c_nodes), "keyframe": self._packed(self._next_keyframe),
         }
         _add_hits(hits, self.live)
         # code_lines: every (code, line) pair stepped: a superset of the line steps' keys
@@ -795,6 +802,13 @@ class TraceRecorder:
         if cut or self.base >= self.max_steps:
             self.truncated = True
             self.stop_all()
+
+    def _packed(self, nodes: Any) -> bytes:
+        """``self._pack(nodes)``; with the C extension ``_fastline.pack_nodes`` (the same bytes,
+        each node shared by several changes packed once; msgpack for what it does not pack)."""
+        if _pack_nodes is None:
+            return self._pack(nodes)  # type: ignore[no-any-return]
+        return _pack_nodes(nodes, self._pack)  # type: ignore[no-any-return]
 
     def _keyframe(self) -> list[Any]:
         """The live frames now (the start of the next chunk): ``[serial, line, [name, node, ...],

@@ -41,8 +41,8 @@ pytestmark = pytest.mark.skipif(getattr(tracer, "_GlobalTracer", None) is None,
 
 def _pure(m: pytest.MonkeyPatch) -> None:
     """tracer.py as with ``REPLAY_PURE_TRACER=1``: every ``_fastline`` hook off."""
-    for name in ("_LocalTracer", "_GlobalTracer", "_Steps", "_display_fingerprint", "_snapshot_locals_c",
-                 "_returning_c"):
+    for name in ("_LocalTracer", "_GlobalTracer", "_Steps", "_Changes", "_pack_nodes", "_display_fingerprint",
+                 "_snapshot_locals_c", "_returning_c"):
         m.setattr(tracer, name, None)
     for name in ("_chunk_columns", "_change_columns", "_add_hits", "display"):
         m.setattr(tracer, name, getattr(tracer, name + "_py"))
