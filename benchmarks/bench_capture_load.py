@@ -34,6 +34,7 @@ Usage: ``python benchmarks/bench_capture_load.py [--duration S] [--rounds N] [--
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import json
 import os
@@ -43,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 
 MODES = ("off", "error", "error-unlimited", "always")
 
@@ -201,6 +203,24 @@ def settle(pid: int, idle: float = 0.05, limit: float = 60.0) -> float:
     return time.perf_counter() - start
 
 
+@contextlib.contextmanager
+def running(threads: int, tmp: str, round_no: int) -> Iterator[dict[str, tuple[subprocess.Popen[str], int]]]:
+    """One server process per mode for one round; stopped (queued snapshots flushed) after."""
+    servers: dict[str, tuple[subprocess.Popen[str], int]] = {}
+    try:
+        for m in MODES:
+            servers[m] = start_server(m, threads, os.path.join(tmp, m, str(round_no)))
+        yield servers
+    finally:
+        for proc, _ in servers.values():
+            proc.send_signal(signal.SIGINT)  # the writer flushes queued snapshots at exit
+        for proc, _ in servers.values():
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
 def paired(servers: dict[str, tuple[subprocess.Popen[str], int]], clients: int, duration: float,
            fail_rate: float) -> dict[str, float]:
     """One lockstep run over all servers: CPU microseconds per request of each mode."""
@@ -229,30 +249,26 @@ def main() -> None:
     results: dict[str, list[dict[str, float]]] = {m: [] for m in MODES}
     lockstep: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
-        servers = {m: start_server(m, args.server_threads, os.path.join(tmp, m)) for m in MODES}
-        try:
-            for mode in MODES:  # warm-up: imports, first snapshot (code identity, environment)
-                load(servers[mode], args.clients, 1.0, args.fail_rate)
-            for r in range(args.rounds):
-                order = MODES[r % len(MODES):] + MODES[:r % len(MODES)]
-                for mode in order:
-                    res = load(servers[mode], args.clients, args.duration, args.fail_rate)
-                    results[mode].append(res)
-                    print(f"round {r + 1} {mode:15} {res['rps']:8.0f} req/s  p50 {res['p50_ms']:6.2f} ms  "
-                          f"p99 {res['p99_ms']:6.2f} ms  server CPU {res['cpu_us']:6.0f} us/request  errors {res['errors']}  "
-                          f"idle after {res['drain_s']:.1f} s", file=sys.stderr)
-            for r in range(args.paired_rounds):
-                lockstep.append(paired(servers, args.clients, args.duration, args.fail_rate))
-                print(f"paired round {r + 1}: " + "  ".join(f"{m} {v:.0f}" for m, v in lockstep[-1].items())
-                      + " us CPU/request", file=sys.stderr)
-        finally:
-            for proc, _ in servers.values():
-                proc.send_signal(signal.SIGINT)  # the writer flushes queued snapshots at exit
-            for proc, _ in servers.values():
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+        # Fresh server processes every round: a process's speed depends on its memory layout
+        # and hash seed, a bias of up to +-10% that lasts as long as the process (measured:
+        # two processes of one mode differed that much for a whole run). Restarting them
+        # each round turns that bias into noise the medians average out.
+        for r in range(max(args.rounds, args.paired_rounds)):
+            with running(args.server_threads, tmp, r) as servers:
+                for mode in MODES:  # warm-up: imports, first snapshot (code identity, environment)
+                    load(servers[mode], args.clients, 1.0, args.fail_rate)
+                if r < args.rounds:
+                    order = MODES[r % len(MODES):] + MODES[:r % len(MODES)]
+                    for mode in order:
+                        res = load(servers[mode], args.clients, args.duration, args.fail_rate)
+                        results[mode].append(res)
+                        print(f"round {r + 1} {mode:15} {res['rps']:8.0f} req/s  p50 {res['p50_ms']:6.2f} ms  "
+                              f"p99 {res['p99_ms']:6.2f} ms  server CPU {res['cpu_us']:6.0f} us/request  "
+                              f"errors {res['errors']}  idle after {res['drain_s']:.1f} s", file=sys.stderr)
+                if r < args.paired_rounds:
+                    lockstep.append(paired(servers, args.clients, args.duration, args.fail_rate))
+                    print(f"paired round {r + 1}: " + "  ".join(f"{m} {v:.0f}" for m, v in lockstep[-1].items())
+                          + " us CPU/request", file=sys.stderr)
         report(results, args)
         report_paired(lockstep)
         sizes(tmp)
