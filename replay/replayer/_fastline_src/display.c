@@ -420,31 +420,9 @@ dn_dataclass(FpWalk *w, PyObject *v, PyObject *spec, int depth)
     PyList_SET_ITEM(node, 1, path);
     int rc = FP_OK;
     for (Py_ssize_t i = 0; rc == FP_OK && i < PyTuple_GET_SIZE(spec); i++) {
-        PyObject *field = PyTuple_GET_ITEM(spec, i), *name, *where, *value;
-        if (!PyTuple_CheckExact(field) || PyTuple_GET_SIZE(field) != 2
-                || !PyUnicode_CheckExact(name = PyTuple_GET_ITEM(field, 0))) {
-            rc = FP_NONE;
+        PyObject *name, *value = fp_dataclass_field(v, PyTuple_GET_ITEM(spec, i), &fields, &name, &rc);
+        if (value == NULL) {
             break;
-        }
-        where = PyTuple_GET_ITEM(field, 1);
-        if (where != Py_None) {
-            value = fp_slot(v, where, &rc);
-            if (rc != FP_OK) {
-                break;
-            }
-            if (value == NULL) {
-                value = Py_None;  /* an unset slot: getattr's default */
-            }
-        }
-        else {
-            if (fields == NULL && (fields = fp_instance_dict(v, &rc)) == NULL) {
-                break;
-            }
-            value = PyDict_GetItemWithError(fields, name);
-            if (value == NULL) {
-                rc = FP_NONE;  /* getattr would read the class */
-                break;
-            }
         }
         rc = dn_field(w, node, name, value, depth) < 0 ? FP_ERROR : FP_OK;
     }

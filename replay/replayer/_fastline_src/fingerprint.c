@@ -540,6 +540,36 @@ fp_object(FpWalk *w, PyObject *v, int with_dict, PyObject *slots, int depth, FpH
     return rc;
 }
 
+/* Field ``field`` of spec (a (name, member) or (name, None) pair) of dataclass v, as
+ * getattr(v, name, None) reads it without running code: borrowed, or NULL with *rc set
+ * (FP_NONE: this walk cannot read it; FP_ERROR: an exception). *fields caches the instance
+ * dict (a new reference the caller releases); *name is the field's name (borrowed). */
+static PyObject *
+fp_dataclass_field(PyObject *v, PyObject *field, PyObject **fields, PyObject **name, int *rc)
+{
+    if (!PyTuple_CheckExact(field) || PyTuple_GET_SIZE(field) != 2
+            || !PyUnicode_CheckExact(*name = PyTuple_GET_ITEM(field, 0))) {
+        *rc = FP_NONE;
+        return NULL;
+    }
+    PyObject *where = PyTuple_GET_ITEM(field, 1), *value;
+    if (where != Py_None) {
+        value = fp_slot(v, where, rc);
+        if (*rc != FP_OK) {
+            return NULL;
+        }
+        return value != NULL ? value : Py_None;  /* an unset slot: getattr's default */
+    }
+    if (*fields == NULL && (*fields = fp_instance_dict(v, rc)) == NULL) {
+        return NULL;
+    }
+    value = PyDict_GetItemWithError(*fields, *name);  /* exact str keys only: no code */
+    if (value == NULL) {
+        *rc = PyErr_Occurred() ? FP_ERROR : FP_NONE;  /* getattr would read the class */
+    }
+    return value;
+}
+
 /* A dataclass, ["dc", path, name, value, ...]: its type, then getattr(v, name, None) for each
  * field of ``spec`` (all of them: the encoder does not cut dataclasses), a field being
  * (name, member) for a slot and (name, None) for the instance dict. */
@@ -550,31 +580,9 @@ fp_dataclass(FpWalk *w, PyObject *v, PyObject *spec, int depth, FpHash *h)
     int rc = fp_type(w, Py_TYPE(v), h);
     PyObject *fields = NULL;
     for (Py_ssize_t i = 0; rc == FP_OK && i < PyTuple_GET_SIZE(spec); i++) {
-        PyObject *field = PyTuple_GET_ITEM(spec, i), *name, *where, *value;
-        if (!PyTuple_CheckExact(field) || PyTuple_GET_SIZE(field) != 2
-                || !PyUnicode_CheckExact(name = PyTuple_GET_ITEM(field, 0))) {
-            rc = FP_NONE;
+        PyObject *name, *value = fp_dataclass_field(v, PyTuple_GET_ITEM(spec, i), &fields, &name, &rc);
+        if (value == NULL) {
             break;
-        }
-        where = PyTuple_GET_ITEM(field, 1);
-        if (where != Py_None) {
-            value = fp_slot(v, where, &rc);
-            if (rc != FP_OK) {
-                break;
-            }
-            if (value == NULL) {
-                value = Py_None;  /* an unset slot: getattr's default */
-            }
-        }
-        else {
-            if (fields == NULL && (fields = fp_instance_dict(v, &rc)) == NULL) {
-                break;
-            }
-            value = PyDict_GetItemWithError(fields, name);  /* exact str keys only: no code */
-            if (value == NULL) {
-                rc = PyErr_Occurred() ? FP_ERROR : FP_NONE;  /* getattr would read the class */
-                break;
-            }
         }
         if ((rc = fp_str(name, h)) == FP_OK) {
             rc = fp_walk(w, value, depth + 1, h);
