@@ -393,6 +393,7 @@ def _change_columns_py(changes: list[tuple[Any, ...]], first: int) -> tuple[byte
     Changes arrive in step order except when another thread appended while a value was being
     encoded; the sort puts them back.
     """
+    changes = list(changes)  # one read: other threads may append while this runs
     steps = [c[0] - first for c in changes]
     if any(a > b for a, b in zip(steps, steps[1:], strict=False)):
         order = sorted(range(len(changes)), key=steps.__getitem__)
@@ -781,10 +782,13 @@ class TraceRecorder:
                 self.stop_all()
             return
         first = self.base
-        count = len(steps)
+        # Other threads go on tracing while this one flushes (the writer's compression lets
+        # them run): the chunk is what the columns read, and only that is removed after.
         (kind, code, line, frame, depth, thread, hits, code_ids, code_lines, exceptions, low,
          high) = _chunk_columns(steps, EXCEPTION)
+        count = len(kind)  # one byte per step
         c_step, c_frame, c_name, c_nodes, c_deleted = _change_columns(self.changes, first)
+        n_changes = len(c_name)
         record = {
             "first": first, "n": count, "kind": kind, "code": code, "line": line, "frame": frame,
             "depth": depth, "thread": thread, "c_step": c_step, "c_frame": c_frame, "c_name": c_name,
@@ -796,8 +800,8 @@ class TraceRecorder:
         self._writer.append(TraceSection.STEPS, record)
         self._writer.append(TraceSection.CHUNKS, summary)
         self.base += count
-        steps.clear()
-        self.changes.clear()
+        del steps[:count]
+        del self.changes[:n_changes]
         self._next_keyframe = self._keyframe()
         if cut or self.base >= self.max_steps:
             self.truncated = True
