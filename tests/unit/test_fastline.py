@@ -440,6 +440,11 @@ SPAWN = """
 """
 
 
+# Weak-reference callbacks (threading's WeakSet of threads) run in whichever thread drops the
+# last reference, so how many of them land on each thread depends on the interleaving.
+_ASYNCHRONOUS = {"WeakSet.__init__.<locals>._remove"}
+
+
 def _threads_view(path: Path) -> tuple[list[Any], list[bytes]]:
     """Each thread's steps, and all changes, in forms the interleaving does not change
     (serials, step, thread numbers and which step a change lands on depend on it)."""
@@ -447,6 +452,8 @@ def _threads_view(path: Path) -> tuple[list[Any], list[bytes]]:
     changes: list[bytes] = []
     with TraceFile(path) as t:
         for s in t.iter_steps():
+            if s.code.qualname in _ASYNCHRONOUS:
+                continue
             steps.setdefault(s.thread, []).append((s.kind, s.code.qualname, s.line, s.depth))
             changes.extend(msgpack.packb(list(c), use_bin_type=True) for c in t.changes(s.index))
     return [steps[0], *sorted(v for k, v in steps.items() if k)], sorted(changes)
