@@ -31,6 +31,7 @@ import datetime
 import decimal
 import dis
 import enum
+import functools
 import gc
 import os
 import pathlib
@@ -39,6 +40,7 @@ import threading
 import uuid
 from array import array
 from collections import Counter
+from collections.abc import Callable
 from types import CodeType, FrameType, MemberDescriptorType, WrapperDescriptorType
 from typing import Any, Final
 
@@ -426,6 +428,49 @@ _Steps: Any = _fast("Steps")  # TraceRecorder.steps: a list of tuples without it
 _Changes: Any = _fast("Changes")  # TraceRecorder.changes: a list of tuples without it
 
 
+class _LockGate:
+    """TraceRecorder.gate without the C extension: ``_fastline.EventGate``'s protocol on a
+    reentrant lock. One thread at a time between reading a step's number and appending the
+    step (a pure-Python event can lose the GIL anywhere in between; see gate.c for why the
+    wait is bounded)."""
+
+    PATIENCE_S: Final = 0.5
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self.timeouts = 0
+        self.waits = 0
+
+    def enter(self) -> bool:
+        if self._lock.acquire(blocking=False):
+            return True
+        self.waits += 1
+        if self._lock.acquire(timeout=self.PATIENCE_S):
+            return True
+        self.timeouts += 1
+        return False
+
+    def leave(self, entered: bool) -> None:
+        if entered:
+            self._lock.release()
+
+
+_EventGate: Any = _fast("EventGate", _LockGate)  # TraceRecorder.gate
+
+
+def _gated(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` run inside the recorder's event gate (nested calls of one thread pass)."""
+    @functools.wraps(method)
+    def gated(self: TraceRecorder, *args: Any) -> Any:
+        entered = self.gate.enter()
+        try:
+            return method(self, *args)
+        finally:
+            self.gate.leave(entered)
+
+    return gated
+
+
 _RETURN_OPS: Final = frozenset(dis.opmap[n] for n in ("RETURN_VALUE", "RETURN_CONST", "YIELD_VALUE") if n in dis.opmap)
 
 
@@ -496,6 +541,9 @@ class TraceRecorder:
         # (step, activation, name, node) per changed local, (step, activation, name) per deleted
         # one: with the C extension a _fastline.Changes (the same to Python code, no tuples in C)
         self.changes: Any = [] if _Changes is None else _Changes()
+        # one thread at a time inside an event: a step's changes are appended under its number
+        # before the step itself, and another thread's step must not take that number meanwhile
+        self.gate: Any = _EventGate()
         self.base = 0  # step number of steps[0]
         self.codes: dict[CodeType, _Code] = {}
         self._code_records: list[list[Any]] = []
@@ -515,15 +563,20 @@ class TraceRecorder:
         self._files: dict[str, str] = {}
         self.header_backend = ""
         self.error: BaseException | None = None
-        self.in_gc = False
+        self.gc_thread = 0  # threading.get_ident() of the thread running the collector, or 0
+
+    @property
+    def in_gc(self) -> bool:
+        """Is this thread running the cyclic collector (see :meth:`watch_gc`)?"""
+        return self.gc_thread == threading.get_ident()
 
     def _gc_start(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
-            self.in_gc = True
+            self.gc_thread = threading.get_ident()
 
     def _gc_stop(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "stop":
-            self.in_gc = False
+            self.gc_thread = 0
 
     def watch_gc(self, on: bool = True) -> None:
         """Know when the cyclic collector runs (backends call this at start and stop).
@@ -532,7 +585,9 @@ class TraceRecorder:
         ``gc.callbacks``) runs when allocation counts say so, and the tracer's own
         allocations move that moment: backends do not trace calls made while :attr:`in_gc`,
         so traces do not depend on it. The flag is set by the first callback and cleared by
-        the last, so other ``gc.callbacks`` run inside it.
+        the last, so other ``gc.callbacks`` run inside it. It names the collecting thread:
+        other threads run while the collector's Python code gives up the GIL, and their
+        calls are the program's own (a process-wide flag lost them at random).
         """
         start, stop = self._gc_start, self._gc_stop  # bound once: creating them can collect
         if on and start not in gc.callbacks:
@@ -544,7 +599,7 @@ class TraceRecorder:
             for callback in (start, stop):
                 with contextlib.suppress(ValueError):
                     gc.callbacks.remove(callback)
-            self.in_gc = False
+            self.gc_thread = 0
 
     # ------------------------------------------------------------- registration
 
@@ -612,6 +667,7 @@ class TraceRecorder:
 
     # ------------------------------------------------------------- events
 
+    @_gated
     def push(self, ts: _Thread, info: _Code, frame: FrameType) -> Activation:
         """Start an activation and record its call step with the frame's arguments."""
         stack = ts.stack
@@ -718,6 +774,7 @@ class TraceRecorder:
             fps.pop(name, None)
             self.changes.append((n, act.serial, name))
 
+    @_gated
     def pop(self, ts: _Thread, act: Activation, kind: int, line: int, value: Any) -> None:
         """Record a return (``value`` the returned object, or None after an exception)."""
         n = self.base + len(self.steps)
@@ -737,6 +794,7 @@ class TraceRecorder:
         if len(self.steps) >= CHUNK_STEPS:
             self.flush()
 
+    @_gated
     def exception(self, ts: _Thread, act: Activation, line: int, exc: BaseException) -> None:
         """Record an exception raised in (or propagating through) the activation's frame."""
         n = self.base + len(self.steps)
@@ -765,6 +823,7 @@ class TraceRecorder:
 
     # ------------------------------------------------------------- chunks
 
+    @_gated
     def flush(self) -> None:
         """Write the buffered steps as one chunk (with the keyframe of the live frames)."""
         steps = self.steps
@@ -1016,8 +1075,10 @@ def line_tracer(rec: TraceRecorder, ts: _Thread, act: Activation) -> Any:
     values, nodes, changes = act.values, act.nodes, rec.changes
     values_get = values.get  # ``values`` itself doubles as the "missing" sentinel
     immutable = _IMMUTABLE
+    gate = rec.gate
 
     def local(frame: FrameType, event: str, arg: Any) -> Any:
+        entered = gate.enter()
         try:
             if event == "line":
                 n = len(steps)
@@ -1064,6 +1125,8 @@ def line_tracer(rec: TraceRecorder, ts: _Thread, act: Activation) -> Any:
         except Exception as exc:  # noqa: BLE001 - a tracer bug must not reach the program
             rec.failed(exc)
             return None
+        finally:
+            gate.leave(entered)
 
     return local
 

@@ -445,18 +445,33 @@ SPAWN = """
 _ASYNCHRONOUS = {"WeakSet.__init__.<locals>._remove"}
 
 
-def _threads_view(path: Path) -> tuple[list[Any], list[bytes]]:
-    """Each thread's steps, and all changes, in forms the interleaving does not change
-    (serials, step, thread numbers and which step a change lands on depend on it)."""
+def _threads_view(path: Path) -> tuple[list[Any], list[Any]]:
+    """Each thread's steps, and each thread's changes keyed by the step they land on (its
+    position among that thread's steps), in forms the interleaving does not change (serials,
+    step and thread numbers depend on it; a change on the wrong thread's step does not)."""
     steps: dict[int, list[tuple[Any, ...]]] = {}
-    changes: list[bytes] = []
+    changes: dict[int, list[tuple[Any, ...]]] = {}
     with TraceFile(path) as t:
         for s in t.iter_steps():
             if s.code.qualname in _ASYNCHRONOUS:
                 continue
-            steps.setdefault(s.thread, []).append((s.kind, s.code.qualname, s.line, s.depth))
-            changes.extend(msgpack.packb(list(c), use_bin_type=True) for c in t.changes(s.index))
-    return [steps[0], *sorted(v for k, v in steps.items() if k)], sorted(changes)
+            mine = steps.setdefault(s.thread, [])
+            changes.setdefault(s.thread, []).extend(
+                (len(mine), msgpack.packb(list(c), use_bin_type=True)) for c in t.changes(s.index))
+            mine.append((s.kind, s.code.qualname, s.line, s.depth))
+    workers = sorted(k for k in steps if k)
+    return ([steps[0], *sorted(steps[k] for k in workers)],
+            [sorted(changes[0]), *sorted(sorted(changes[k]) for k in workers)])
+
+
+def _changed(path: Path, name: str) -> list[int]:
+    """How many changes of the local ``name`` land on each worker thread's steps, sorted."""
+    counts: Counter[int] = Counter()
+    with TraceFile(path) as t:
+        for s in t.iter_steps():
+            if s.thread:
+                counts[s.thread] += sum(1 for c in t.changes(s.index) if c[0] == name)
+    return sorted(counts.values())
 
 
 def test_threads_record_the_same_steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -479,6 +494,9 @@ def test_threads_record_the_same_steps(tmp_path: Path, monkeypatch: pytest.Monke
     assert len(steps_py) == 4 and all(len(s) > 900 for s in steps_py[1:])
     assert steps_py == steps_c
     assert changes_py == changes_c
+    for path in (py, c):  # each rebinding on its own thread's step (the event gate)
+        assert _changed(path, "i") == [300, 300, 300]
+        assert _changed(path, "total") == [1, 300, 300]  # k = 0: total stays the same 0
 
 
 # ----------------------------------------------------------------- one object, event by event

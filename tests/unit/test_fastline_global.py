@@ -30,6 +30,7 @@ from tests.unit.test_fastline import (
     SPAWN,
     THREADED,
     _assert_same_traces,
+    _changed,
     _threads_view,
     _write,
 )
@@ -145,10 +146,6 @@ def test_cut_trace_is_identical(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         assert t.header["truncated"] is True and t.steps == 5000
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known, intermittent and order-dependent: in some runs the pure-Python trace lacks every "
-    "rebinding of the loop variable `i` in the worker threads (the steps are equal); seen since "
-    "7f92183 at least, cause not found - see the closing note of 2026-11-22"))
 def test_threads_install_it_and_record_the_same_steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app = tmp_path / "app"
     app.mkdir()
@@ -168,6 +165,61 @@ def test_threads_install_it_and_record_the_same_steps(tmp_path: Path, monkeypatc
     steps_c, changes_c = _threads_view(c)
     assert len(steps_c) == 4 and all(len(s) > 900 for s in steps_c[1:])
     assert (steps_py, changes_py) == (steps_c, changes_c)
+    assert _changed(py, "i") == _changed(c, "i") == [300, 300, 300]
+
+
+RAISING = """
+    import spawn
+
+    class Refused(Exception):
+        pass
+
+    def check(n):
+        if n % 3 == 0:
+            raise Refused(n)  # an exception step: rec.exception, Python code, in every mode
+        return n
+
+    def work(k):
+        spawn.ready()
+        kept = 0
+        for i in range(200):
+            try:
+                kept += check(i)
+            except Refused:
+                kept -= 1
+        return kept
+
+    def main():
+        spawn.run_all(work, 3)
+
+    if __name__ == "__main__":
+        main()
+"""
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["pure", "c"])
+def test_threads_keep_each_change_on_their_own_steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     fast: bool) -> None:
+    """Events that run Python code in the middle (exceptions, pure mode: all of them) while the
+    threads switch every microsecond: no other thread's step takes the number their changes
+    were recorded under (TraceRecorder.gate)."""
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "raising.py").write_text(textwrap.dedent(RAISING))
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "spawn.py").write_text(textwrap.dedent(SPAWN))
+    monkeypatch.syspath_prepend(str(tmp_path / "lib"))
+    runpy.run_path(str(app / "raising.py"), run_name="__main__")
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        out, _ = _trace(app, "raising", tmp_path / "t.rtrace", fast, monkeypatch)
+    finally:
+        sys.setswitchinterval(interval)
+    assert _changed(out, "i") == [200, 200, 200]
+    assert _changed(out, "<exception>") == [2 * 67] * 3  # raised in check, propagated into work
+    steps, _ = _threads_view(out)
+    assert all(s == steps[1] for s in steps[2:])
 
 
 PROBE = """

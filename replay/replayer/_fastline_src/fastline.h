@@ -59,7 +59,7 @@
  *
  * Source layout: one translation unit (module.c includes the parts after this header, in this
  * order, so every function stays static and inlinable): fingerprint.c (display_fingerprint),
- * display.c (Display), steps.c (Steps), changes.c (Changes), frame.c (helpers: frames,
+ * display.c (Display), steps.c (Steps), gate.c (EventGate), changes.c (Changes), frame.c (helpers: frames,
  * activations, the recorder), local.c (LocalTracer, Returning), global.c (GlobalTracer),
  * columns.c (chunk_columns, change_columns), recorder.c (snapshot_locals, add_hits), pack.c
  * (pack_nodes), module.c (the module). This header holds what they share: the interned names
@@ -86,7 +86,7 @@ static PyObject *s_line, *s_return, *s_exception, *s_base, *s_flush, *s_pop, *s_
     *s_nodes, *s_index, *s_steps, *s_changes, *s_diff, *s_stopped, *s_failed, *s_fps, *s_placeholder, *s_unreadable;
 static PyObject *kind_line, *kind_return;
 static PyObject *s_frame, *s_return_name, *s_act_end, *s_stack, *s_live;
-static PyObject *s_call, *s_in_gc, *s_codes, *s_threads, *s_thread, *s_push, *s_in_scope, *s_lib,
+static PyObject *s_call, *s_gc_thread, *s_codes, *s_threads, *s_thread, *s_push, *s_in_scope, *s_lib,
     *s_f_trace, *s_f_trace_lines, *s_qualname, *s_module_level, *s_kids;
 
 typedef struct {
@@ -115,6 +115,7 @@ typedef struct {
     PyObject *rec_dict;             /* rec.__dict__ when rec.base is read from it, else NULL */
     PyObject *last_base, *last_step;  /* step_number's last rec.base and rec.base + last_n */
     Py_ssize_t last_n;
+    PyObject *gate;                 /* rec.gate when it is an EventGate (gate.c), else NULL */
 } LocalTracer;
 
 #endif /* REPLAY_FASTLINE_H */

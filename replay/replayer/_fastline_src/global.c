@@ -19,12 +19,13 @@
  * reinstalls it.
  *
  * Events, as SettraceTracer._global and the trampoline do them:
- *   call:  when rec.stopped or rec.in_gc, nothing (and f_trace = None). Else the code's
- *          rec.codes entry (rec.code(code) when missing), the thread's rec._threads entry
- *          (rec.thread() when missing); an in-scope frame: rec.push(ts, info, frame) and
- *          f_trace = a LocalTracer; a library frame called directly from traced application
- *          code: rec.push, f_trace_lines = 0 and f_trace = a library LocalTracer (its return
- *          only); any other frame: f_trace = None, f_trace_lines = 0 (no line events).
+ *   call:  when rec.stopped or rec.in_gc (this thread runs the collector), nothing (and
+ *          f_trace = None). Else the code's rec.codes entry (rec.code(code) when missing),
+ *          the thread's rec._threads entry (rec.thread() when missing); an in-scope frame:
+ *          rec.push(ts, info, frame) and f_trace = a LocalTracer; a library frame called
+ *          directly from traced application code: rec.push, f_trace_lines = 0 and f_trace =
+ *          a library LocalTracer (its return only); any other frame: f_trace = None,
+ *          f_trace_lines = 0 (no line events).
  *   other: to frame.f_trace: a LocalTracer directly in C, anything else called as the
  *          trampoline calls it; a result other than None becomes f_trace.
  * An Exception raised while handling an event goes to rec.failed(exc) (tracing stops, the
@@ -69,6 +70,7 @@ typedef struct {
     PyObject *act_tables[ACT_TABLES], *act_appends[ACT_TABLES];
     PyObject *snapshot;
     PyObject *zero, *one, *minus_one;
+    PyObject *gate;                           /* gate_of(rec), or NULL */
 } GlobalTracer;
 
 static PyTypeObject GlobalTracerType;
@@ -204,6 +206,22 @@ attr_true(PyObject *obj, PyObject *name)
     return yes;
 }
 
+/* Is this thread running the cyclic collector (rec.gc_thread, TraceRecorder.in_gc)? 1, 0, -1. */
+static int
+collecting_here(PyObject *rec)
+{
+    PyObject *value = PyObject_GetAttr(rec, s_gc_thread);
+    if (value == NULL) {
+        return -1;
+    }
+    unsigned long ident = PyLong_AsUnsignedLong(value);
+    Py_DECREF(value);
+    if (ident == (unsigned long)-1 && PyErr_Occurred()) {
+        return -1;
+    }
+    return ident != 0 && ident == PyThread_get_thread_ident();
+}
+
 /* The attribute read from ``obj`` through ``s``, checked to be an exact ``exact``. */
 static PyObject *
 slot_checked(Slot *s, PyObject *obj, PyTypeObject *exact, const char *what)
@@ -287,6 +305,7 @@ lt_from(GlobalTracer *g, PyObject *ts, PyObject *act, PyObject *info, int librar
     Py_XDECREF(module_level);
     PyErr_Clear();  /* cannot say: rec.diff handles the lines that suspend */
     self->rec_dict = Py_XNewRef(g->rec_dict);
+    self->gate = Py_XNewRef(g->gate);
     self->rec = Py_NewRef(g->rec);  /* set last: a NULL rec marks an unusable object */
     return (PyObject *)self;
 }
@@ -477,13 +496,29 @@ done:
 
 /* The call event: SettraceTracer._global. The frame's new f_trace (new reference; None: no
  * change), or NULL with a BaseException set. */
+static PyObject *gt_call(GlobalTracer *g, PyFrameObject *frame);
+
+/* gt_call inside the recorder's event gate (gate.c). */
+static PyObject *
+gt_call_gated(GlobalTracer *g, PyFrameObject *frame)
+{
+    EventGate *gate = (EventGate *)Py_XNewRef(g->gate);
+    int entered = gate != NULL ? gate_enter(gate) : 0;
+    PyObject *result = gt_call(g, frame);
+    if (gate != NULL) {
+        gate_leave(gate, entered);
+        Py_DECREF(gate);
+    }
+    return result;
+}
+
 static PyObject *
 gt_call(GlobalTracer *g, PyFrameObject *frame)
 {
     PyObject *code = NULL, *info = NULL, *ts = NULL, *act = NULL, *result = NULL;
     int off = attr_true(g->rec, s_stopped);
     if (off == 0) {
-        off = attr_true(g->rec, s_in_gc);
+        off = collecting_here(g->rec);
     }
     if (off != 0) {
         if (off < 0 || clear_f_trace(frame) < 0) {
@@ -612,7 +647,7 @@ gt_trace(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
             return 0;
         }
         Py_INCREF(obj);  /* sys.settrace(None) in a callee of the recorder would free it */
-        result = gt_call(g, frame);
+        result = gt_call_gated(g, frame);
         Py_DECREF(obj);
         if (result == NULL) {
             return gt_raise(frame);
@@ -663,7 +698,7 @@ gt_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwna
         Py_RETURN_NONE;
     }
     Py_INCREF(op);
-    PyObject *result = gt_call(g, (PyFrameObject *)args[0]);
+    PyObject *result = gt_call_gated(g, (PyFrameObject *)args[0]);
     if (result != NULL) {
         PyEval_SetTrace(gt_trace, op);
     }
@@ -771,6 +806,7 @@ gt_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return NULL;
     }
     self->rec_dict = base_dict(rec);
+    self->gate = gate_of(rec);
     if (activation != Py_None && gt_find_push(self, (PyTypeObject *)activation, rec, snapshot) < 0) {
         Py_DECREF(self);
         return NULL;
@@ -829,6 +865,7 @@ gt_clear(GlobalTracer *self)
     Py_CLEAR(self->zero);
     Py_CLEAR(self->one);
     Py_CLEAR(self->minus_one);
+    Py_CLEAR(self->gate);
     for (int i = 0; i < ACT_FIELDS; i++) {
         self->act_members[i] = NULL;
         Py_CLEAR(self->act_descrs[i]);

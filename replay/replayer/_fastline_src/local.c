@@ -474,6 +474,8 @@ lt_event(LocalTracer *self, PyObject *frame, int what, PyObject *arg)
         Py_RETURN_NONE;
     }
     Py_INCREF(op);
+    EventGate *gate = (EventGate *)Py_XNewRef(self->gate);  /* see gate.c */
+    int entered = gate != NULL ? gate_enter(gate) : 0;
     if (what == PyTrace_RETURN) {
         result = on_return(self, frame, arg);
     }
@@ -488,6 +490,10 @@ lt_event(LocalTracer *self, PyObject *frame, int what, PyObject *arg)
     }
     if (result == NULL) {
         result = handle_failure(self);
+    }
+    if (gate != NULL) {
+        gate_leave(gate, entered);
+        Py_DECREF(gate);
     }
     Py_DECREF(op);
     return result;
@@ -608,6 +614,7 @@ lt_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->fingerprint = fingerprint != Py_None ? Py_NewRef(fingerprint) : NULL;
     self->node_of = fingerprint != Py_None && node_of != Py_None ? Py_NewRef(node_of) : NULL;
     self->rec_dict = base_dict(rec);
+    self->gate = gate_of(rec);
     self->rec = Py_NewRef(rec);  /* set last: a NULL rec marks an unusable object */
     return (PyObject *)self;
 }
@@ -643,6 +650,7 @@ lt_traverse(LocalTracer *self, visitproc visit, void *arg)
     Py_VISIT(self->stack);
     Py_VISIT(self->live);
     Py_VISIT(self->frame_descr);
+    Py_VISIT(self->gate);
     return 0;
 }
 
@@ -679,6 +687,7 @@ lt_clear(LocalTracer *self)
     Py_CLEAR(self->live);
     self->frame_member = NULL;
     Py_CLEAR(self->frame_descr);
+    Py_CLEAR(self->gate);
     return 0;
 }
 

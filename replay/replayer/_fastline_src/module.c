@@ -8,6 +8,7 @@
 #include "fingerprint.c"
 #include "display.c"
 #include "steps.c"
+#include "gate.c"
 #include "changes.c"
 #include "frame.c"
 #include "local.c"
@@ -56,7 +57,7 @@ intern_all(void)
         {&t_nt, "nt"}, {&t_type, "type"}, {&r_resource, "an operating-system resource or a type implemented in C"},
         {&s_module_attr, "__module__"}, {&s_frame, "frame"}, {&s_return_name, "<return>"},
         {&s_act_end, "_act_end"}, {&s_stack, "stack"}, {&s_live, "live"},
-        {&s_call, "call"}, {&s_in_gc, "in_gc"}, {&s_codes, "codes"}, {&s_threads, "_threads"},
+        {&s_call, "call"}, {&s_gc_thread, "gc_thread"}, {&s_codes, "codes"}, {&s_threads, "_threads"},
         {&s_thread, "thread"}, {&s_push, "push"}, {&s_in_scope, "in_scope"}, {&s_lib, "lib"},
         {&s_f_trace, "f_trace"}, {&s_f_trace_lines, "f_trace_lines"}, {&s_qualname, "qualname"},
         {&s_module_level, "module_level"}, {&s_kids, "kids"},
@@ -98,7 +99,7 @@ PyInit__fastline(void)
     if (intern_all() < 0 || find_python_class_slots() < 0 || find_frame_accessors() < 0
             || PyType_Ready(&LocalTracerType) < 0 || PyType_Ready(&GlobalTracerType) < 0
             || PyType_Ready(&ReturningType) < 0 || PyType_Ready(&StepsType) < 0 || PyType_Ready(&ChangesType) < 0
-            || PyType_Ready(&DisplayType) < 0) {
+            || PyType_Ready(&DisplayType) < 0 || PyType_Ready(&EventGateType) < 0) {
         return NULL;
     }
     PyObject *module = PyModule_Create(&fastline_module);
@@ -111,6 +112,7 @@ PyInit__fastline(void)
             || PyModule_AddObjectRef(module, "Steps", (PyObject *)&StepsType) < 0
             || PyModule_AddObjectRef(module, "Changes", (PyObject *)&ChangesType) < 0
             || PyModule_AddObjectRef(module, "Display", (PyObject *)&DisplayType) < 0
+            || PyModule_AddObjectRef(module, "EventGate", (PyObject *)&EventGateType) < 0
             || PyModule_AddIntConstant(module, "LINE", KIND_LINE) < 0
             || PyModule_AddIntConstant(module, "RETURN", KIND_RETURN) < 0
             || add_display_bounds(module) < 0
