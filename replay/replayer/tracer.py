@@ -531,9 +531,10 @@ class TraceRecorder:
         self.max_steps = max_steps
         self.truncated = False
         self.stopped = False
-        # zstd level 1: traces are written while the program runs; 3 saves ~10% for twice the time
+        # zstd level 1: traces are written while the program runs; 3 saves ~10% for twice the
+        # time. Frames are compressed on the writer's thread, beside the traced program.
         self._writer = SnapshotWriter(path, {"kind": "trace", "trace_format": TRACE_FORMAT, **(header or {})},
-                                      level=1)
+                                      level=1, background=True)
         self._pack = msgpack.Packer(use_bin_type=True).pack  # nodes and keyframes: read lazily
         # (kind, code id, line, activation, depth, thread) per step of the chunk being filled:
         # with the C extension a _fastline.Steps (the same to Python code, u32 rows in C)

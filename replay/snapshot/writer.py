@@ -13,7 +13,9 @@ and ``replay validate --recover`` rebuilds a snapshot from them.
 from __future__ import annotations
 
 import os
+import queue
 import threading
+import weakref
 import zlib
 from collections.abc import Iterable
 from typing import Any, BinaryIO
@@ -53,6 +55,9 @@ class SnapshotWriter:
 
     Until :meth:`close` nothing exists under the final name. Sections may interleave: each
     section's frames are read back in file order. Not thread-safe (one writer per thread).
+    With ``background``, frames are compressed and written by a thread of the writer's own
+    (zstd releases the GIL, so the appending thread goes on meanwhile); at most two frames
+    wait for it, and :meth:`flush`, :meth:`write_frame` and :meth:`close` wait for them.
 
     Args:
         path: Final file name (``.rsnap``).
@@ -62,6 +67,9 @@ class SnapshotWriter:
             8 MiB readers accept by default).
         frame_bytes: Uncompressed bytes per frame before a new one starts.
         frame_records: Records per frame before a new one starts.
+        background: Compress and write frames on a thread (for a writer fed by a running
+            program: the trace recorder). An error there (OSError of the write) is raised
+            by the next :meth:`append`, :meth:`flush` or :meth:`close`.
 
     Raises:
         OSError: the directory cannot be written.
@@ -70,7 +78,7 @@ class SnapshotWriter:
     """
 
     def __init__(self, path: str | os.PathLike[str], header: dict[str, Any], *, level: int = 3,
-                 frame_bytes: int | None = None, frame_records: int | None = None):
+                 frame_bytes: int | None = None, frame_records: int | None = None, background: bool = False):
         if not -7 <= level <= 19:
             raise ValueError(f"zstd level {level} is outside -7..19")
         self.path = os.fspath(path)
@@ -89,6 +97,16 @@ class SnapshotWriter:
         self.records_written = 0
         self._write(fmt.PREAMBLE.pack(fmt.MAGIC, fmt.FORMAT_MAJOR, fmt.FORMAT_MINOR, 0, len(head), zlib.crc32(head)))
         self._write(head)
+        self._jobs: queue.Queue[tuple[int, int, bytes] | None] | None = None
+        self._thread: threading.Thread | None = None
+        self._failure: BaseException | None = None
+        if background:
+            self._jobs = queue.Queue(maxsize=2)
+            # the thread holds the writer weakly: one dropped without close() ends it too
+            self._thread = threading.Thread(target=_compress_frames, args=(weakref.ref(self), self._jobs),
+                                            name="replay-snapshot-writer", daemon=True)
+            self._thread.start()
+            weakref.finalize(self, self._jobs.put, None)
 
     @property
     def temp_path(self) -> str:
@@ -137,12 +155,33 @@ class SnapshotWriter:
 
     def _flush_section(self, section: int, p: _Pending) -> None:
         if p.count:
-            payload = self._cctx.compress(b"".join(p.chunks))
+            raw = b"".join(p.chunks)
             count = p.count
             p.chunks = []
             p.size = 0
             p.count = 0
-            self._emit(section, count, payload)
+            if self._jobs is None:
+                self._emit(section, count, self._cctx.compress(raw))
+            else:
+                self._raise_failure()
+                self._jobs.put((section, count, raw))
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    def _drain(self) -> None:
+        """Wait until every queued frame is written (background mode); raise its failure."""
+        if self._jobs is not None:
+            self._jobs.join()
+            self._raise_failure()
+
+    def _stop(self) -> None:
+        """End the background thread (idempotent)."""
+        thread, self._thread = self._thread, None
+        if thread is not None and self._jobs is not None:
+            self._jobs.put(None)
+            thread.join()
 
     def write_frame(self, section: int, records: int, payload: bytes) -> None:
         """Write one already compressed frame (used by recovery to copy frames verbatim).
@@ -151,6 +190,7 @@ class SnapshotWriter:
         """
         p = self._pending.get(section) or self._new_section(section)
         self._flush_section(section, p)
+        self._drain()
         self._emit(section, records, payload)
 
     def _emit(self, section: int, records: int, payload: bytes) -> None:
@@ -168,6 +208,7 @@ class SnapshotWriter:
         """
         for section, p in self._pending.items():
             self._flush_section(section, p)
+        self._drain()
         self._file.flush()
         if fsync:
             os.fsync(self._file.fileno())
@@ -188,6 +229,8 @@ class SnapshotWriter:
         try:
             for section, p in self._pending.items():
                 self._flush_section(section, p)
+            self._drain()
+            self._stop()
             index: dict[str, Any] = {"frames": self._frames}
             if header_update:
                 index["header"] = header_update
@@ -208,6 +251,7 @@ class SnapshotWriter:
     def abort(self) -> None:
         """Drop the temporary file; nothing appears under the final name."""
         try:
+            self._stop()
             self._file.close()
         finally:
             if os.path.exists(self._tmp):
@@ -221,6 +265,25 @@ class SnapshotWriter:
             self.close()
         else:
             self.abort()
+
+
+def _compress_frames(ref: weakref.ref[SnapshotWriter], jobs: queue.Queue[tuple[int, int, bytes] | None]) -> None:
+    """A background writer's thread: compress and write queued frames in order until None."""
+    while True:
+        job = jobs.get()
+        try:
+            if job is None:
+                return
+            writer = ref()
+            if writer is not None and writer._failure is None:  # after a failure: dropped
+                try:
+                    section, count, raw = job
+                    writer._emit(section, count, writer._cctx.compress(raw))
+                except BaseException as exc:  # noqa: BLE001 - raised again in the writer's thread
+                    writer._failure = exc
+            writer = None  # not held while waiting for the next job
+        finally:
+            jobs.task_done()
 
 
 def fsync_directory(directory: str) -> None:

@@ -155,17 +155,54 @@ dn_type_names(FpWalk *w, PyTypeObject *tp, PyObject **module, PyObject **qualnam
     return 0;
 }
 
-/* type_path(tp): "module:qualname" (new reference), or NULL (see dn_type_names). */
+/* type_path(tp): "module:qualname" (new reference), or NULL (see dn_type_names). Objects of
+ * a few types are encoded over and over (every re-encoded local holding one), so the last
+ * path made for a type is kept in a small direct-mapped table. An entry holds the module and
+ * qualname objects it was made from (or, for a static type, its tp_name) and serves only
+ * while the type still has those very objects: a later __qualname__ or __module__
+ * assignment, or another type at a freed type's address, makes a new path. */
+#define DN_PATHS 64
+
+static struct {
+    PyTypeObject *tp;
+    const char *name;         /* tp_name of a static type */
+    PyObject *module, *qual;  /* strong references: their identity is the key */
+    PyObject *path;
+} dn_paths[DN_PATHS];
+
 static PyObject *
 dn_type_path(FpWalk *w, PyTypeObject *tp)
 {
     PyObject *module, *qualname;
+    size_t slot = ((uintptr_t)tp >> 4) % DN_PATHS;
+    int heap = (tp->tp_flags & Py_TPFLAGS_HEAPTYPE) != 0;
+    if (dn_paths[slot].tp == tp && !heap && dn_paths[slot].name == tp->tp_name
+            && Py_IS_TYPE(tp, &PyType_Type)) {  /* a metaclass goes through dn_type_names' check */
+        return Py_NewRef(dn_paths[slot].path);
+    }
     if (dn_type_names(w, tp, &module, &qualname) < 0) {
         return NULL;
     }
+    if (dn_paths[slot].tp == tp && heap && dn_paths[slot].module == module && dn_paths[slot].qual == qualname) {
+        Py_DECREF(module);
+        Py_DECREF(qualname);
+        return Py_NewRef(dn_paths[slot].path);
+    }
     PyObject *path = PyUnicode_FromFormat("%U:%U", module, qualname);
-    Py_DECREF(module);
-    Py_DECREF(qualname);
+    if (path == NULL) {
+        Py_DECREF(module);
+        Py_DECREF(qualname);
+        return NULL;
+    }
+    PyObject *old[3] = {dn_paths[slot].module, dn_paths[slot].qual, dn_paths[slot].path};
+    dn_paths[slot].tp = tp;
+    dn_paths[slot].name = heap ? NULL : tp->tp_name;
+    dn_paths[slot].module = module;  /* the references dn_type_names gave */
+    dn_paths[slot].qual = qualname;
+    dn_paths[slot].path = Py_NewRef(path);
+    for (int i = 0; i < 3; i++) {  /* last: a decref may run code that reaches this table */
+        Py_XDECREF(old[i]);
+    }
     return path;
 }
 
