@@ -13,6 +13,7 @@ Python headers exist).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import runpy
@@ -23,6 +24,7 @@ import types
 import weakref
 from array import array
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -474,21 +476,35 @@ def _changed(path: Path, name: str) -> list[int]:
     return sorted(counts.values())
 
 
-def test_threads_record_the_same_steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def spawning_app(tmp_path: Path, name: str, source: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``app/<name>.py`` made of ``source``, with ``lib/spawn.py`` (SPAWN) importable, run once
+    untraced (warm: imports and caches). Returns the app directory."""
     app = tmp_path / "app"
     app.mkdir()
-    (app / "threaded.py").write_text(textwrap.dedent(THREADED))
+    (app / f"{name}.py").write_text(textwrap.dedent(source))
     (tmp_path / "lib").mkdir()
     (tmp_path / "lib" / "spawn.py").write_text(textwrap.dedent(SPAWN))
     monkeypatch.syspath_prepend(str(tmp_path / "lib"))
-    runpy.run_path(str(app / "threaded.py"), run_name="__main__")  # warm: imports
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)  # interleave the threads often
+    runpy.run_path(str(app / f"{name}.py"), run_name="__main__")
+    return app
+
+
+@contextlib.contextmanager
+def switching(interval_s: float) -> Iterator[None]:
+    """Threads switch every ``interval_s`` seconds meanwhile (sys.setswitchinterval)."""
+    saved = sys.getswitchinterval()
+    sys.setswitchinterval(interval_s)
     try:
+        yield
+    finally:
+        sys.setswitchinterval(saved)
+
+
+def test_threads_record_the_same_steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = spawning_app(tmp_path, "threaded", THREADED, monkeypatch)
+    with switching(1e-5):  # interleave the threads often
         py = _trace(app, "threaded", tmp_path / "py.rtrace", False, monkeypatch)
         c = _trace(app, "threaded", tmp_path / "c.rtrace", True, monkeypatch)
-    finally:
-        sys.setswitchinterval(interval)
     steps_py, changes_py = _threads_view(py)
     steps_c, changes_c = _threads_view(c)
     assert len(steps_py) == 4 and all(len(s) > 900 for s in steps_py[1:])

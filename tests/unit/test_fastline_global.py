@@ -27,12 +27,13 @@ from replay.replayer import tracer
 from replay.replayer.tracefile import TraceFile
 from tests.unit.test_fastline import (
     PROGRAMS,
-    SPAWN,
     THREADED,
     _assert_same_traces,
     _changed,
     _threads_view,
     _write,
+    spawning_app,
+    switching,
 )
 
 fastline = pytest.importorskip("replay.replayer._fastline", reason="the C extension is not built")
@@ -147,20 +148,10 @@ def test_cut_trace_is_identical(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 
 def test_threads_install_it_and_record_the_same_steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    app = tmp_path / "app"
-    app.mkdir()
-    (app / "threaded.py").write_text(textwrap.dedent(THREADED))
-    (tmp_path / "lib").mkdir()
-    (tmp_path / "lib" / "spawn.py").write_text(textwrap.dedent(SPAWN))
-    monkeypatch.syspath_prepend(str(tmp_path / "lib"))
-    runpy.run_path(str(app / "threaded.py"), run_name="__main__")
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    try:
+    app = spawning_app(tmp_path, "threaded", THREADED, monkeypatch)
+    with switching(1e-5):
         py, _ = _trace(app, "threaded", tmp_path / "py.rtrace", False, monkeypatch)
         c, _ = _trace(app, "threaded", tmp_path / "c.rtrace", True, monkeypatch)
-    finally:
-        sys.setswitchinterval(interval)
     steps_py, changes_py = _threads_view(py)
     steps_c, changes_c = _threads_view(c)
     assert len(steps_c) == 4 and all(len(s) > 900 for s in steps_c[1:])
@@ -203,19 +194,9 @@ def test_threads_keep_each_change_on_their_own_steps(tmp_path: Path, monkeypatch
     """Events that run Python code in the middle (exceptions, pure mode: all of them) while the
     threads switch every microsecond: no other thread's step takes the number their changes
     were recorded under (TraceRecorder.gate)."""
-    app = tmp_path / "app"
-    app.mkdir()
-    (app / "raising.py").write_text(textwrap.dedent(RAISING))
-    (tmp_path / "lib").mkdir()
-    (tmp_path / "lib" / "spawn.py").write_text(textwrap.dedent(SPAWN))
-    monkeypatch.syspath_prepend(str(tmp_path / "lib"))
-    runpy.run_path(str(app / "raising.py"), run_name="__main__")
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
+    app = spawning_app(tmp_path, "raising", RAISING, monkeypatch)
+    with switching(1e-6):
         out, _ = _trace(app, "raising", tmp_path / "t.rtrace", fast, monkeypatch)
-    finally:
-        sys.setswitchinterval(interval)
     assert _changed(out, "i") == [200, 200, 200]
     assert _changed(out, "<exception>") == [2 * 67] * 3  # raised in check, propagated into work
     steps, _ = _threads_view(out)
