@@ -99,6 +99,7 @@ def _finish(
     failed: bool | None = None,
     fingerprint: Any = None,
     policy: Policy | None = None,
+    allowed: bool = False,
 ) -> None:
     """The one path of every captured call's end: decide, encode, queue the snapshot; never raises.
 
@@ -123,6 +124,9 @@ def _finish(
             :func:`replay.capture.policy.fingerprint` of ``exc``, else the entry point and
             the outcome's ``status``.
         policy: The site's policy; default the process's.
+        allowed: The caller already asked the policy (:func:`decide`) and got a yes (the
+            tokens are taken): the middleware decides before it encodes the request, so a
+            rate-limited failure costs no encoding.
     """
     trace = None
     try:
@@ -135,10 +139,7 @@ def _finish(
         if failed and fingerprint is None:
             fingerprint = (_fingerprint(exc, _roots(entry)) if exc is not None
                            else (entry["module"], entry["qualname"], (outcome or {}).get("status")))
-        reason = pol.allow(failed, fingerprint)
-        if reason is not None:
-            if reason != "not_failed":
-                count(f"dropped_{reason}")
+        if not allowed and not decide(pol, failed, fingerprint):
             return
         settings = pol.current()
         started = REAL["time.perf_counter_ns"]()
@@ -170,6 +171,17 @@ def _finish(
         if flight is not None:
             flight.discard()
         remove_trace(trace)
+
+
+def decide(policy: Policy, failed: bool, fingerprint: Any) -> bool:
+    """Whether a finished call's snapshot may be written (:meth:`Policy.allow`); a refusal
+    other than "a success in mode error" is counted as ``dropped_<reason>``."""
+    reason = policy.allow(failed, fingerprint)
+    if reason is None:
+        return True
+    if reason != "not_failed":
+        count(f"dropped_{reason}")
+    return False
 
 
 def _store(directory: str | None, settings: Settings) -> str:

@@ -14,7 +14,8 @@ to the app from memory; a larger body is passed through and the snapshot is mark
 replayable. What the client receives is never changed: chunks, ``close()``, ``len()`` and
 the server's file wrapper pass through (PEP 3333). Per request, on-error capture costs a
 recorder, a shallow copy of the environ or scope and a wrapper around the response; the
-request is encoded only when a snapshot will be written.
+request is encoded only when a snapshot will be written, after the policy's rate limits
+have let it through.
 
 Replay (:mod:`replay.replayer.web`) imports the app by the module attribute recorded in
 the entry (found in the loaded modules when the first request arrives, or given as
@@ -23,7 +24,6 @@ the entry (found in the loaded modules when the first request arrives, or given 
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -42,11 +42,14 @@ from replay.capture.webdata import (
     AppEntry,
     BodyBuffer,
     asgi_request,
+    buffer_input,
     response_outcome,
     status_code,
     wsgi_request,
 )
 from replay.errors import UsageError
+
+_perf_counter_ns = REAL["time.perf_counter_ns"]
 
 __all__ = ["MAX_BODY_BYTES", "ReplayASGIMiddleware", "ReplayWSGIMiddleware"]
 
@@ -79,40 +82,60 @@ class _Capture:
 
     def start(self) -> tuple[Recorder, int]:
         """A recorder for one admitted request, and its start time (ns)."""
-        self.entry.template()
+        entry = self.entry
+        entry.template()  # resolved at the first request
         rec = Recorder(max_interactions=self.policy.settings.max_interactions)
-        rec.app_roots = self.entry.roots  # already absolute: saves normalising paths per request
-        return rec, REAL["time.perf_counter_ns"]()
+        rec.app_roots = entry.roots  # already absolute: saves normalising paths per request
+        return rec, _perf_counter_ns()
 
     def write(self, exchange: Any, rec: Recorder, t0: int, exc: BaseException | None = None) -> None:
         """Hand a finished request to :func:`replay.capture.api._finish`; never raises.
 
-        ``exchange`` gives ``status``, ``reasons``, ``failed()``, ``request()`` and
-        ``response()``. A success in mode "error" is dropped before anything is encoded;
-        the request is encoded only for a snapshot the policy may write.
+        ``exchange`` gives ``status``, ``reasons``, ``failed()``, ``method()``, ``path()``,
+        ``request()`` and ``response()``. A success in mode "error" is dropped before
+        anything is encoded; a failure goes to the policy with its fingerprint first, and
+        the request and the response are encoded only when the rate limits let the
+        snapshot through (in a storm of one failure, the dropped ones cost no encoding).
         """
         try:
             failed = exc is not None or (exchange.status is not None and exchange.failed())
             if not failed and (exchange.status is None or not self.always()):
                 return
+            started = _perf_counter_ns()
+            fingerprint, logged = self._fingerprint(exchange, rec, exc, failed)
+            if not api.decide(self.policy, failed, fingerprint):
+                return
             entry = self.entry.record(exchange.request(), exchange.reasons)
-            outcome = fingerprint = None
+            outcome = None
             if exc is None:
-                logged = logged_exception(rec)
                 outcome = response_outcome(exchange.response(), logged, self.entry.roots)
-                if logged is not None and outcome["failed"]:
-                    # the bug the app logged: one failure whatever the URL (the per-failure limit)
-                    fingerprint = (entry["module"], entry["qualname"], outcome["http_status"],
-                                   *exception_fingerprint(logged, self.entry.roots))
-                else:  # one failure per app, method, path and status
-                    fingerprint = (entry["module"], entry["qualname"], exchange.method(), exchange.path(),
-                                   outcome["http_status"])
+            # the encoding done here counts against the snapshot's time budget, as a call's does
+            entry[api._ENCODE_NS] = _perf_counter_ns() - started
         except Exception:  # noqa: BLE001 - fail open
             count("capture_errors")
             log.warning("replay: could not record the request", exc_info=True)
             return
         api._finish(entry, rec, self.directory, t0, exc=exc, outcome=outcome, failed=failed,
-                    fingerprint=fingerprint, policy=self.policy)
+                    fingerprint=fingerprint, policy=self.policy, allowed=True)
+
+    def _fingerprint(self, exchange: Any, rec: Recorder, exc: BaseException | None,
+                     failed: bool) -> tuple[Any, BaseException | None]:
+        """The failure's identity for the per-failure rate limit, and the exception the app
+        logged (None if none); computed from the status and tracebacks, nothing encoded.
+
+        An exception that escaped the app: its type and innermost application frame. A 5xx
+        whose cause the app logged: the app, the status and that exception (one failure
+        whatever the URL). Any other response: the app, method, path and status.
+        """
+        roots = self.entry.roots
+        if exc is not None:
+            return exception_fingerprint(exc, roots), None
+        template = self.entry.template()
+        code = status_code(exchange.status)
+        logged = logged_exception(rec)
+        if logged is not None and failed:
+            return (template["module"], template["qualname"], code, *exception_fingerprint(logged, roots)), logged
+        return (template["module"], template["qualname"], exchange.method(), exchange.path(), code), logged
 
 
 # ------------------------------------------------------------------------ WSGI
@@ -161,16 +184,26 @@ class ReplayWSGIMiddleware(_Capture):
             log.warning("replay: could not start recording a request", exc_info=True)
             return self.app(environ, start_response)
         rec = exchange.rec
-        with api.Active(rec, exchange.crashed, close=False):
+        token = ACTIVE.set(rec)
+        try:
             result = self.app(environ, exchange.start_response)
-            if type(result) is not list and type(result) is not tuple:
+            kind = type(result)
+            body = None
+            if kind is not list and kind is not tuple:
                 wrapper = environ.get("wsgi.file_wrapper")
-                if wrapper is None or type(result) is not wrapper:
+                if wrapper is None or kind is not wrapper:
                     # iter() may run app code (a generator's setup does not, a custom
                     # iterable's __iter__ may): inside the session, like the chunks after it
-                    return (_SizedBody if hasattr(result, "__len__") else _Body)(result, exchange)
+                    body = exchange.stream(result)
+        except BaseException as exc:
+            ACTIVE.reset(token)
+            exchange.crashed(exc)
+            raise  # unchanged, with its traceback
+        ACTIVE.reset(token)
+        if body is not None:
+            return body
         rec.close()
-        if type(result) is list or type(result) is tuple:
+        if kind is list or kind is tuple:
             # A materialised body runs no app code when iterated and has no close(): record
             # it now and give the server the very object the app returned.
             if exchange.out is not None:
@@ -184,11 +217,23 @@ class ReplayWSGIMiddleware(_Capture):
         return result
 
 
-class _WSGIExchange:
-    """One request/response: the recorder, the request copy, the buffered body, the response."""
+_NO_HEADERS: tuple[tuple[str, str], ...] = ()
+_END = object()  # the end of a response iterable (next()'s default)
 
-    __slots__ = ("owner", "environ", "reasons", "body", "real_start_response", "status", "headers", "out",
-                 "file_body", "keep", "rec", "t0")
+
+class _WSGIExchange:
+    """One request/response: the recorder, the request copy, the buffered body, the response.
+
+    For a streamed response (any iterable but a list, a tuple or the server's file wrapper)
+    it is also what the server gets back (see :meth:`stream`): the app's iterable passed
+    through chunk by chunk while it is recorded. Boundary calls the app makes while
+    producing chunks or in ``close()`` (a streaming generator, Flask's teardown) are on the
+    tape: the recorder is active around each step. The snapshot is written at ``close()``,
+    which the server calls (PEP 3333). One object per request: it runs for every request.
+    """
+
+    __slots__ = ("owner", "environ", "reasons", "body", "real_start_response", "server_write", "status",
+                 "headers", "out", "file_body", "keep", "rec", "t0", "result", "chunks", "exc", "closed")
 
     def __init__(self, owner: ReplayWSGIMiddleware, environ: dict[str, Any], start_response: Callable[..., Any]):
         self.owner = owner
@@ -196,21 +241,18 @@ class _WSGIExchange:
         self.reasons: list[str] = []
         length = environ.get("CONTENT_LENGTH")
         if (length and length != "0") or "HTTP_TRANSFER_ENCODING" in environ:
-            self.body = _buffer_input(environ, owner.max_body_bytes, self.reasons)
+            self.body = buffer_input(environ, owner.max_body_bytes, self.reasons)
         else:
             self.body = b""  # no body (a GET): nothing to read or replace
         self.real_start_response = start_response
+        self.server_write: Callable[[bytes], Any] | None = None
         self.status: str | None = None
-        self.headers: list[tuple[str, str]] = []
+        # kept only for a response that may be written (a 5xx, or any in mode "always")
+        self.headers: list[tuple[str, str]] | tuple[()] = _NO_HEADERS
         self.out: BodyBuffer | None = None  # the response body, kept when a snapshot will be written
         self.file_body = False
-        settings = owner.policy.settings  # as admit() just refreshed them
-        self.keep = settings.on == "always"  # successful responses are written too
-        entry = owner.entry
-        entry.template()  # resolved at the first request
-        rec = self.rec = Recorder(max_interactions=settings.max_interactions)
-        rec.app_roots = entry.roots  # already absolute: saves normalising paths per request
-        self.t0 = REAL["time.perf_counter_ns"]()
+        self.keep = owner.policy.settings.on == "always"  # as admit() just refreshed them
+        self.rec, self.t0 = owner.start()
 
     def method(self) -> str:
         return str(self.environ.get("REQUEST_METHOD", ""))
@@ -224,19 +266,25 @@ class _WSGIExchange:
     def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[..., Any]:
         write = self.real_start_response(status, headers, exc_info) if exc_info else \
             self.real_start_response(status, headers)
+        self.server_write = write
         try:
-            self.status, self.headers = status, list(headers)
-            if self.out is None and (status[:1] == "5" or self.keep):
-                self.out = BodyBuffer(self.owner.max_body_bytes)
+            # The last call wins (an error handler may replace a started response: PEP 3333)
+            self.status = status
+            if status[:1] == "5" or self.keep:
+                self.headers = list(headers)
+                if self.out is None:
+                    self.out = BodyBuffer(self.owner.max_body_bytes)
+            else:
+                self.headers = _NO_HEADERS
         except Exception:  # noqa: BLE001 - fail open
             count("capture_errors")
             return write
+        return self.write
 
-        def recorded_write(data: bytes) -> Any:
-            self.add(data)
-            return write(data)
-
-        return recorded_write
+    def write(self, data: bytes) -> Any:
+        """The ``write()`` callable given to the app (PEP 3333): recorded, then the server's."""
+        self.add(data)
+        return self.server_write(data)  # type: ignore[misc]
 
     def add(self, chunk: bytes) -> None:
         """Account for a body chunk (kept while a snapshot may be written)."""
@@ -255,9 +303,12 @@ class _WSGIExchange:
             out["body_file"] = True
         return out
 
-    def crashed(self, exc: Exception) -> None:
-        """An exception escaped the app call (the recorder is closed): hand it over."""
-        self.owner.write(self, self.rec, self.t0, exc)
+    def crashed(self, exc: BaseException) -> None:
+        """The app call raised (the session is reset): stop recording; an ``Exception`` is
+        the request's failure (a ``KeyboardInterrupt`` or ``SystemExit`` is not recorded)."""
+        self.rec.close()
+        if isinstance(exc, Exception):
+            self.owner.write(self, self.rec, self.t0, exc)
 
     def finish(self, exc: BaseException | None) -> None:
         """The response is over (the recorder is closed): write it if it may be a snapshot."""
@@ -266,51 +317,45 @@ class _WSGIExchange:
             return  # a success in mode "error": the common case, nothing to encode
         self.owner.write(self, self.rec, self.t0, exc)
 
-
-class _Body:
-    """The app's response iterable, passed through chunk by chunk while it is recorded.
-
-    Boundary calls the app makes while producing chunks or in ``close()`` (a streaming
-    generator, Flask's teardown) are on the tape: the recorder is active around each step.
-    The snapshot is written at ``close()``, which the server calls (PEP 3333).
-    """
-
-    __slots__ = ("_result", "_iter", "_exchange", "_exc", "_closed")
-
-    def __init__(self, result: Iterable[bytes], exchange: _WSGIExchange):
-        self._result = result
-        self._iter: Iterator[bytes] = iter(result)  # called inside the session (see __call__)
-        self._exchange = exchange
-        self._exc: BaseException | None = None
-        self._closed = False
+    def stream(self, result: Iterable[bytes]) -> Iterable[bytes]:
+        """What the server gets for the streamed ``result``: this exchange (with ``len()``
+        through :class:`_SizedBody` when ``result`` has one). Called inside the session:
+        ``iter()`` may run app code (a custom iterable's ``__iter__``)."""
+        self.result = result
+        self.chunks = iter(result)
+        self.exc: BaseException | None = None  # what a chunk raised
+        self.closed = False
+        return _SizedBody(self) if hasattr(result, "__len__") else self
 
     def __iter__(self) -> Iterator[bytes]:
-        return self
-
-    def __next__(self) -> bytes:
-        exchange = self._exchange
-        token = ACTIVE.set(exchange.rec)
-        try:
-            chunk = next(self._iter)
-        except StopIteration:
-            raise
-        except Exception as exc:
-            self._exc = exc
-            raise
-        finally:
-            ACTIVE.reset(token)
-        if exchange.out is not None:
-            exchange.add(chunk)
-        return chunk
+        # A generator, not __next__: its end is a plain return (a StopIteration raised and
+        # caught in Python on every response costs more than the rest of the wrapper).
+        rec = self.rec
+        chunks = self.chunks
+        while True:
+            token = ACTIVE.set(rec)
+            try:
+                chunk = next(chunks, _END)
+            except Exception as exc:
+                self.exc = exc
+                raise
+            finally:
+                ACTIVE.reset(token)
+            if chunk is _END:
+                return
+            if self.out is not None:
+                self.add(chunk)
+            yield chunk
 
     def close(self) -> None:
-        if self._closed:
+        """The server is done with the streamed response: close the app's iterable (in the
+        session), stop recording, and write the snapshot if the request failed."""
+        if self.closed:
             return
-        self._closed = True
-        exchange = self._exchange
-        close = getattr(self._result, "close", None)
+        self.closed = True
+        close = getattr(self.result, "close", None)
         exc: BaseException | None = None
-        token = ACTIVE.set(exchange.rec)
+        token = ACTIVE.set(self.rec)
         try:
             if close is not None:
                 close()
@@ -319,80 +364,27 @@ class _Body:
             raise
         finally:
             ACTIVE.reset(token)
-            exchange.rec.close()
-            exchange.finish(self._exc or exc)
+            self.rec.close()
+            self.finish(self.exc or exc)
 
 
-class _SizedBody(_Body):
-    """A :class:`_Body` whose result has ``len()``: servers use it (one chunk: Content-Length)."""
+class _SizedBody:
+    """A streamed response whose iterable has ``len()``: servers use it (one chunk: they
+    set Content-Length from it), so the object they get has it too."""
 
-    __slots__ = ()
+    __slots__ = ("exchange",)
 
-    def __len__(self) -> int:
-        return len(self._result)  # type: ignore[arg-type]
-
-
-def _buffer_input(environ: dict[str, Any], cap: int, reasons: list[str]) -> bytes | None:
-    """Read the request body into memory (up to ``cap`` bytes) and give the app a copy.
-
-    Returns the body, or None when it was larger than ``cap`` (the app then reads the rest
-    from the original stream, after what was read here).
-    """
-    stream = environ.get("wsgi.input")
-    length_text = environ.get("CONTENT_LENGTH")
-    try:
-        length = int(length_text) if length_text else 0
-    except ValueError:
-        length = 0
-    # Without a length, only a chunked request has a body (the server then ends the stream
-    # and says so with wsgi.input_terminated); waitress sets that flag on every request.
-    chunked = (not length_text and bool(environ.get("wsgi.input_terminated"))
-               and "chunked" in str(environ.get("HTTP_TRANSFER_ENCODING", "")).lower())
-    if stream is None or (length <= 0 and not chunked):
-        return b""
-    want = cap + 1 if chunked and length <= 0 else min(length, cap + 1)
-    parts: list[bytes] = []
-    got = 0
-    while got < want:
-        part = stream.read(want - got)
-        if not part:
-            break
-        parts.append(part)
-        got += len(part)
-    body = b"".join(parts)
-    if got > cap or length > cap:
-        reasons.append(f"the request body is larger than the capture limit of {cap} bytes")
-        environ["wsgi.input"] = _PrefixedInput(body, stream)
-        return None
-    environ["wsgi.input"] = io.BytesIO(body)
-    return body
-
-
-class _PrefixedInput:
-    """``wsgi.input`` for a body larger than the cap: the bytes already read, then the rest."""
-
-    def __init__(self, prefix: bytes, rest: Any):
-        self._prefix = io.BytesIO(prefix)
-        self._rest = rest
-
-    def read(self, size: int | None = -1) -> bytes:
-        data = self._prefix.read(-1 if size is None or size < 0 else size)
-        if size is None or size < 0:
-            return data + self._rest.read()
-        return data + self._rest.read(size - len(data)) if len(data) < size else data
-
-    def readline(self, size: int | None = -1) -> bytes:
-        line = self._prefix.readline(-1 if size is None else size)
-        if line.endswith(b"\n") or (size is not None and 0 <= size <= len(line)):
-            return line
-        rest = -1 if size is None or size < 0 else size - len(line)
-        return line + self._rest.readline(rest) if rest else line
-
-    def readlines(self, hint: int = -1) -> list[bytes]:
-        return list(iter(self.readline, b""))
+    def __init__(self, exchange: _WSGIExchange):
+        self.exchange = exchange
 
     def __iter__(self) -> Iterator[bytes]:
-        return iter(self.readline, b"")
+        return iter(self.exchange)
+
+    def __len__(self) -> int:
+        return len(self.exchange.result)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self.exchange.close()
 
 
 # ------------------------------------------------------------------------ ASGI

@@ -69,7 +69,7 @@ class Recorder:
     replaying = False
 
     def __init__(self, max_interactions: int = MAX_INTERACTIONS, app_roots: list[str] | None = None):
-        self.app_roots = [os.path.abspath(r) for r in app_roots or []]
+        self.app_roots = [os.path.abspath(r) for r in app_roots] if app_roots else []
         # Records are tuples: tuples of atoms are untracked by the cyclic GC, so a long tape
         # does not make every later collection slower. msgpack writes them as arrays.
         self.tape: list[tuple[Any, ...]] = []
@@ -80,8 +80,9 @@ class Recorder:
         self.runs: list[tuple[int, str]] = []
         self.strands: dict[str, dict[str, Any]] = {}
         self._last_strand = "0"
-        self._children: dict[str, int] = {}
-        self._lock: threading.Lock | None = None  # created when a second strand starts
+        # created when a second strand starts (most recordings, web requests, have one)
+        self._children: dict[str, int] | None = None
+        self._lock: threading.Lock | None = None
 
     def _append(self, record: tuple[Any, ...]) -> int:
         """Append a record; returns its tape index, or -1 when it was dropped."""
@@ -115,6 +116,8 @@ class Recorder:
         if self._lock is None:
             self._lock = threading.Lock()
         with self._lock:
+            if self._children is None:
+                self._children = {}
             parent = STRAND.get()
             n = self._children.get(parent, 0) + 1
             self._children[parent] = n

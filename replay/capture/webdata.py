@@ -23,10 +23,11 @@ import it by ``module:attribute``.
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, Final
 
 from replay.capture.identity import project_root_of, vendored
@@ -239,3 +240,66 @@ class AppEntry:
         entry["kwargs"] = enc.encode({})
         entry["reasons"] = entry["reasons"] + reasons + [f"request not exact: {r}" for r in enc.lossy]
         return entry
+
+
+def buffer_input(environ: dict[str, Any], cap: int, reasons: list[str]) -> bytes | None:
+    """Read the request body into memory (up to ``cap`` bytes) and give the app a copy.
+
+    Returns the body, or None when it was larger than ``cap`` (the app then reads the rest
+    from the original stream, after what was read here).
+    """
+    stream = environ.get("wsgi.input")
+    length_text = environ.get("CONTENT_LENGTH")
+    try:
+        length = int(length_text) if length_text else 0
+    except ValueError:
+        length = 0
+    # Without a length, only a chunked request has a body (the server then ends the stream
+    # and says so with wsgi.input_terminated); waitress sets that flag on every request.
+    chunked = (not length_text and bool(environ.get("wsgi.input_terminated"))
+               and "chunked" in str(environ.get("HTTP_TRANSFER_ENCODING", "")).lower())
+    if stream is None or (length <= 0 and not chunked):
+        return b""
+    want = cap + 1 if chunked and length <= 0 else min(length, cap + 1)
+    parts: list[bytes] = []
+    got = 0
+    while got < want:
+        part = stream.read(want - got)
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    body = b"".join(parts)
+    if got > cap or length > cap:
+        reasons.append(f"the request body is larger than the capture limit of {cap} bytes")
+        environ["wsgi.input"] = PrefixedInput(body, stream)
+        return None
+    environ["wsgi.input"] = io.BytesIO(body)
+    return body
+
+
+class PrefixedInput:
+    """``wsgi.input`` for a body larger than the cap: the bytes already read, then the rest."""
+
+    def __init__(self, prefix: bytes, rest: Any):
+        self._prefix = io.BytesIO(prefix)
+        self._rest = rest
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = self._prefix.read(-1 if size is None or size < 0 else size)
+        if size is None or size < 0:
+            return data + self._rest.read()
+        return data + self._rest.read(size - len(data)) if len(data) < size else data
+
+    def readline(self, size: int | None = -1) -> bytes:
+        line = self._prefix.readline(-1 if size is None else size)
+        if line.endswith(b"\n") or (size is not None and 0 <= size <= len(line)):
+            return line
+        rest = -1 if size is None or size < 0 else size - len(line)
+        return line + self._rest.readline(rest) if rest else line
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        return list(iter(self.readline, b""))
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.readline, b"")
