@@ -531,10 +531,7 @@ dn_enc(FpWalk *w, PyObject *v, int depth)
         if (k == KIND_CLASS) {  /* ["type", type_path(v)]: not registered */
             return PyType_Check(v) ? dn_list(2, Py_NewRef(t_type), dn_type_path(w, (PyTypeObject *)v), NULL) : NULL;
         }
-        int shaped = PyTuple_CheckExact(kind);
-        if (!((k == KIND_PLAIN && !shaped) || (k == KIND_NAMEDTUPLE && !shaped && PyTuple_Check(v))
-              || (k == KIND_SLOTTED && shaped && PyTuple_GET_SIZE(kind) == 3 && PyTuple_CheckExact(PyTuple_GET_ITEM(kind, 2)))
-              || (k == KIND_DATACLASS && shaped && PyTuple_CheckExact(PyTuple_GET_ITEM(kind, 1))))) {
+        if (!kind_fits(k, kind, v)) {
             return NULL;
         }
     }

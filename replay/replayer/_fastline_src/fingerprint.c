@@ -627,6 +627,19 @@ fp_lookup_ok(PyTypeObject *tp, long k)
     return get == getattr_hook && getattr_hook != NULL && k == KIND_PLAIN;  /* finds __dict__ */
 }
 
+/* Does ``kind`` (the entry of ``kinds`` for v's type, whose kind number is k) have the shape
+ * its number says, for the walk of ``v``? The fingerprint and the display encoder read an
+ * object only through a kind that fits (else: no fingerprint, the Python codec). */
+static int
+kind_fits(long k, PyObject *kind, PyObject *v)
+{
+    int shaped = PyTuple_CheckExact(kind);
+    return (k == KIND_PLAIN && !shaped) || (k == KIND_NAMEDTUPLE && !shaped && PyTuple_Check(v))
+           || (k == KIND_SLOTTED && shaped && PyTuple_GET_SIZE(kind) == 3
+               && PyTuple_CheckExact(PyTuple_GET_ITEM(kind, 2)))
+           || (k == KIND_DATACLASS && shaped && PyTuple_CheckExact(PyTuple_GET_ITEM(kind, 1)));
+}
+
 static int
 fp_walk(FpWalk *w, PyObject *v, int depth, FpHash *h)
 {
@@ -660,10 +673,7 @@ fp_walk(FpWalk *w, PyObject *v, int depth, FpHash *h)
             fp_tag(h, FT_CLASS);
             return PyType_Check(v) ? fp_type(w, (PyTypeObject *)v, h) : FP_NONE;
         }
-        int shaped = PyTuple_CheckExact(kind);
-        if (!((k == KIND_PLAIN && !shaped) || (k == KIND_NAMEDTUPLE && !shaped && PyTuple_Check(v))
-              || (k == KIND_SLOTTED && shaped && PyTuple_GET_SIZE(kind) == 3 && PyTuple_CheckExact(PyTuple_GET_ITEM(kind, 2)))
-              || (k == KIND_DATACLASS && shaped && PyTuple_CheckExact(PyTuple_GET_ITEM(kind, 1))))) {
+        if (!kind_fits(k, kind, v)) {
             return FP_NONE;
         }
     }

@@ -180,11 +180,10 @@ slot_get(Slot *s, PyObject *obj)
     return PyObject_GetAttr(obj, s->name);
 }
 
-/* bool(obj.<name>): 1, 0 or -1. */
+/* bool(value) of a new reference (stolen), or -1 when it is NULL (an error is set). */
 static int
-slot_true(Slot *s, PyObject *obj)
+truth(PyObject *value)
 {
-    PyObject *value = slot_get(s, obj);
     if (value == NULL) {
         return -1;
     }
@@ -193,17 +192,18 @@ slot_true(Slot *s, PyObject *obj)
     return yes;
 }
 
+/* bool(obj.<name>): 1, 0 or -1. */
+static int
+slot_true(Slot *s, PyObject *obj)
+{
+    return truth(slot_get(s, obj));
+}
+
 /* bool(obj.<name>) for a plain attribute: 1, 0 or -1. */
 static int
 attr_true(PyObject *obj, PyObject *name)
 {
-    PyObject *value = PyObject_GetAttr(obj, name);
-    if (value == NULL) {
-        return -1;
-    }
-    int yes = value == Py_True ? 1 : value == Py_False ? 0 : PyObject_IsTrue(value);
-    Py_DECREF(value);
-    return yes;
+    return truth(PyObject_GetAttr(obj, name));
 }
 
 /* Is this thread running the cyclic collector (rec.gc_thread, TraceRecorder.in_gc)? 1, 0, -1. */
