@@ -606,14 +606,7 @@ display_node(Display *self, PyObject *value)
         return Py_NewRef(value);
     }
     FpWalk w;
-    w.kinds = self->kinds;
-    w.report = 0;
-    w.last_type = NULL;
-    w.last_kind = NULL;
-    w.unknown = NULL;
-    w.used = 0;
-    w.slots = NULL;
-    w.mask = 0;
+    fp_walk_start(&w, self->kinds, 0);
     int collecting = PyGC_Disable();  /* no finalizer may run (and mutate the graph) mid-walk */
     PyObject *node = dn_enc(&w, value, 0);
     if (collecting) {

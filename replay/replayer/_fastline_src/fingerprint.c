@@ -733,20 +733,27 @@ fp_walk(FpWalk *w, PyObject *v, int depth, FpHash *h)
     }
 }
 
+/* A walk with no object registered yet, classifying types by ``kinds`` (report: see above). */
+static void
+fp_walk_start(FpWalk *w, PyObject *kinds, int report)
+{
+    w->kinds = kinds;
+    w->report = report;
+    w->last_type = NULL;
+    w->last_kind = NULL;
+    w->unknown = NULL;
+    w->used = 0;
+    w->slots = NULL;
+    w->mask = 0;
+}
+
 /* The fingerprint of ``value`` (new reference): 16 bytes, None, or (reporting) the type not in
  * ``kinds`` that ended the walk. NULL with MemoryError. */
 static PyObject *
 fingerprint_of(PyObject *value, PyObject *kinds, int report)
 {
     FpWalk w;
-    w.kinds = kinds;
-    w.report = report;
-    w.last_type = NULL;
-    w.last_kind = NULL;
-    w.unknown = NULL;
-    w.used = 0;
-    w.slots = NULL;
-    w.mask = 0;
+    fp_walk_start(&w, kinds, report);
     FpHash h = fp_seed;
     int collecting = PyGC_Disable();  /* an allocation must not run finalizers mid-walk (3.11) */
     int rc = fp_walk(&w, value, 0, &h);
