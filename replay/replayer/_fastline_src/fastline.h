@@ -54,12 +54,16 @@
  * API: the public C API of CPython 3.11+ (PyFrame_GetLineNumber, PyFrame_GetLocals,
  * vectorcall, PyMember_GetOne/SetOne, PyEval_SetTrace; the fingerprint also reads the public
  * structs of member and getset descriptors and of heap types, the global tracer the frame
- * type's own f_trace accessors and f_trace_lines member definition); no internal headers.
+ * type's own f_trace accessors and f_trace_lines member definition). One exception: on 3.11
+ * and 3.12 a line's names are read from the frame's fast locals (the internal
+ * _PyInterpreterFrame and code layout, internal/pycore_frame.h) rather than through
+ * frame.f_locals, which copies every local at each read (fastlocals.c says when and how).
  * Not for free-threaded builds.
  *
  * Source layout: one translation unit (module.c includes the parts after this header, in this
  * order, so every function stays static and inlinable): fingerprint.c (display_fingerprint),
- * display.c (Display), steps.c (Steps), gate.c (EventGate), changes.c (Changes), frame.c (helpers: frames,
+ * display.c (Display), steps.c (Steps), gate.c (EventGate), changes.c (Changes), fastlocals.c
+ * (a line's values from the frame's fast locals), frame.c (helpers: frames,
  * activations, the recorder), local.c (LocalTracer, Returning), global.c (GlobalTracer),
  * columns.c (chunk_columns, change_columns), recorder.c (snapshot_locals, add_hits), pack.c
  * (pack_nodes), module.c (the module). This header holds what they share: the interned names
@@ -76,6 +80,17 @@
 #include <stdint.h>
 #include <string.h>
 #include <structmember.h>
+
+/* 3.11, 3.12: the interpreter frame's layout, to read a frame's fast locals without
+ * FastToLocals (fastlocals.c). Internal headers, included the way greenlet and Cython include
+ * them: Py_BUILD_CORE defined around them only. 3.13 reads frame.f_locals (PEP 667). */
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030D0000
+#define Py_BUILD_CORE 1
+#include <internal/pycore_code.h>
+#include <internal/pycore_frame.h>
+#undef Py_BUILD_CORE
+#include <opcode.h>
+#endif
 
 /* Step kinds: format constants replay.replayer.tracer.LINE and RETURN (the tests check). */
 #define KIND_LINE 1

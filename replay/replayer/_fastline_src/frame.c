@@ -274,15 +274,18 @@ fp_keep(LocalTracer *self, PyObject *name, PyObject *fp, PyObject *node)
 /* A simple effect (effect[3] true), inlined: ``reencode`` and ``check`` are effect[1] and
  * effect[0]. With a fingerprint function, a same object whose fingerprint is the one kept with
  * its node is not re-encoded, and re-encoded or rebound mutable values keep theirs (taken
- * before display, as TraceRecorder.diff does). 0 or -1. */
+ * before display, as TraceRecorder.diff does). The values are read once, before any is
+ * encoded: from the frame's fast locals with ``direct`` where fastlocals.c can (what
+ * frame.f_locals would hold, without copying every local into it), else from frame.f_locals.
+ * 0 or -1. */
 static int
 simple_effect(LocalTracer *self, PyObject *frame, PyObject *check, PyObject *reencode,
-              Py_ssize_t n, int deletions_last)
+              Py_ssize_t n, int deletions_last, int direct)
 {
     Py_ssize_t deferred = 0;  /* with deletions_last: names of ``check`` gone from the frame */
-    PyObject *loc = PyFrame_Check(frame) ? PyFrame_GetLocals((PyFrameObject *)frame)
-                                         : PyObject_GetAttr(frame, s_f_locals);
-    if (loc == NULL) {
+    Py_ssize_t nre = PyTuple_GET_SIZE(reencode);
+    LineValues lv;
+    if (line_values_open(&lv, frame, reencode, check, direct) < 0) {
         return -1;
     }
     PyObject *values = self->values, *nodes = self->nodes;
@@ -290,7 +293,7 @@ simple_effect(LocalTracer *self, PyObject *frame, PyObject *check, PyObject *ree
     /* Same object, maybe mutated in place: re-encode and compare. */
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(reencode); i++) {
         PyObject *name = PyTuple_GET_ITEM(reencode, i);
-        value = mapping_get(loc, name, values);  /* ``values`` doubles as "missing" */
+        value = line_value(&lv, i, name, values);  /* ``values`` doubles as "missing" */
         if (value == NULL) {
             goto error;
         }
@@ -360,7 +363,7 @@ simple_effect(LocalTracer *self, PyObject *frame, PyObject *check, PyObject *ree
     /* Rebound (or deleted): compare by identity. */
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(check); i++) {
         PyObject *name = PyTuple_GET_ITEM(check, i);
-        value = mapping_get(loc, name, values);
+        value = line_value(&lv, nre + i, name, values);
         if (value == NULL) {
             goto error;
         }
@@ -409,7 +412,7 @@ simple_effect(LocalTracer *self, PyObject *frame, PyObject *check, PyObject *ree
     }
     for (Py_ssize_t i = 0; deferred > 0 && i < PyTuple_GET_SIZE(check); i++) {
         PyObject *name = PyTuple_GET_ITEM(check, i);
-        value = mapping_get(loc, name, values);
+        value = line_value(&lv, nre + i, name, values);
         if (value == NULL) {
             goto error;
         }
@@ -424,14 +427,14 @@ simple_effect(LocalTracer *self, PyObject *frame, PyObject *check, PyObject *ree
             deferred--;
         }
     }
-    Py_DECREF(loc);
+    line_values_close(&lv);
     return 0;
 error:
     Py_XDECREF(fp);
     Py_XDECREF(old);
     Py_XDECREF(node);
     Py_XDECREF(value);
-    Py_DECREF(loc);
+    line_values_close(&lv);
     return -1;
 }
 

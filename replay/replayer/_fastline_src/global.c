@@ -33,9 +33,11 @@
  * this thread, as from the trampoline.
  *
  * What a program could see differently from the trampoline: a frame's f_locals dict (3.11,
- * 3.12) is refreshed when the recorder reads it, not before every event (closer to running
- * untraced), and frames that were not traced keep f_trace_lines = False (a debugger that
- * later sets f_trace on such a frame, still live, gets no line events from it). */
+ * 3.12) is refreshed when the recorder reads it (a call's first locals; the lines of
+ * generators, coroutines and class bodies; not a plain function's lines, whose values are
+ * read from the frame: fastlocals.c), not before every event (closer to running untraced),
+ * and frames that were not traced keep f_trace_lines = False (a debugger that later sets
+ * f_trace on such a frame, still live, gets no line events from it). */
 
 #define ACT_FIELDS 11  /* Activation: serial code frame depth thread nodes values fps kids hits line */
 #define ACT_TABLES 7   /* rec._act_code _act_parent _act_call _act_end _act_depth _act_thread _act_nth */

@@ -45,7 +45,7 @@ full_effect(LocalTracer *self, PyObject *frame, Py_ssize_t n)
     }
     Py_DECREF(loc);
     if (rc == 0) {
-        rc = simple_effect(self, frame, names, names, n, 1);
+        rc = simple_effect(self, frame, names, names, n, 1, 0);  /* f_locals' names: read there */
     }
     for (Py_ssize_t i = 0; rc == 0 && i < PyList_GET_SIZE(gone); i++) {
         name = PyList_GET_ITEM(gone, i);
@@ -75,7 +75,8 @@ run_effect(LocalTracer *self, PyObject *frame, PyObject *effect, Py_ssize_t n, i
         }
     }
     if (simple && PyTuple_CheckExact(PyTuple_GET_ITEM(effect, 0)) && PyTuple_CheckExact(PyTuple_GET_ITEM(effect, 1))) {
-        return simple_effect(self, frame, PyTuple_GET_ITEM(effect, 0), PyTuple_GET_ITEM(effect, 1), n, deletions_last);
+        return simple_effect(self, frame, PyTuple_GET_ITEM(effect, 0), PyTuple_GET_ITEM(effect, 1), n,
+                             deletions_last, 1);
     }
     if (full && self->function_level) {
         return full_effect(self, frame, n);

@@ -10,6 +10,7 @@
 #include "steps.c"
 #include "gate.c"
 #include "changes.c"
+#include "fastlocals.c"
 #include "frame.c"
 #include "local.c"
 #include "global.c"
@@ -26,6 +27,7 @@ static PyMethodDef fastline_methods[] = {
      display_fingerprint_doc},
     {"generic_dict", generic_dict, METH_O, generic_dict_doc},
     {"pack_nodes", (PyCFunction)(void (*)(void))pack_nodes, METH_FASTCALL, pack_nodes_doc},
+    {"locals_reads", locals_reads, METH_NOARGS, locals_reads_doc},
     {NULL, NULL, 0, NULL},
 };
 
