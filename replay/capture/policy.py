@@ -295,6 +295,8 @@ def configure(*, reset: bool = False, **options: Any) -> Settings:
             _configured.clear()
         _configured.update(checked)
         _generation += 1
+        for pol in list(_policies):
+            pol.admits_all = False  # until its next current() sees the new settings
     return _settings({})
 
 
@@ -348,6 +350,9 @@ class Policy:
     def _refresh(self) -> None:
         self._generation = _generation
         s = self.settings = _settings(self._overrides, self._env)
+        # every call admitted (no sampling): the per-request C path reads this flag alone;
+        # configure() clears it on every policy, so it is never stale
+        self.admits_all = s.on != "off" and s.sample_rate >= 1.0
         with _config_lock:
             self._bucket = None if s.rate_limit is None else _global_buckets.setdefault(
                 s.rate_limit, TokenBucket(s.rate_limit))
@@ -362,6 +367,8 @@ class Policy:
 
     def admit(self) -> bool:
         """At call start: record this call? False for mode "off" and unsampled calls."""
+        if self.admits_all:
+            return True
         s = self.current()
         if s.on == "off":
             return False

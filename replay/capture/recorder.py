@@ -67,6 +67,13 @@ class Recorder:
     """
 
     replaying = False
+    # Defaults at class level: a recorder is made per recorded call (every web request with
+    # on-error capture), so __init__ stores only what each one needs of its own.
+    max_interactions = MAX_INTERACTIONS
+    closed = False
+    _last_strand = "0"  # the strand of the last record (see _append_locked)
+    _children: dict[str, int] | None = None  # created when a second strand starts (rare: web requests have one)
+    _lock: threading.Lock | None = None  # idem
 
     def __init__(self, max_interactions: int = MAX_INTERACTIONS, app_roots: list[str] | None = None):
         self.app_roots = [os.path.abspath(r) for r in app_roots] if app_roots else []
@@ -74,15 +81,11 @@ class Recorder:
         # does not make every later collection slower. msgpack writes them as arrays.
         self.tape: list[tuple[Any, ...]] = []
         self.reasons: list[str] = []
-        self.max_interactions = max_interactions
-        self.closed = False
+        if max_interactions != MAX_INTERACTIONS:
+            self.max_interactions = max_interactions
         # strand runs: (first tape index, strand id) each time the strand changes
         self.runs: list[tuple[int, str]] = []
         self.strands: dict[str, dict[str, Any]] = {}
-        self._last_strand = "0"
-        # created when a second strand starts (most recordings, web requests, have one)
-        self._children: dict[str, int] | None = None
-        self._lock: threading.Lock | None = None
 
     def _append(self, record: tuple[Any, ...]) -> int:
         """Append a record; returns its tape index, or -1 when it was dropped."""
@@ -316,6 +319,9 @@ def write_snapshot(
     red = redact_records.redact_recording(entry, recorder.tape, outcome, env, code)
     entry, outcome, env, code = red.entry, red.outcome, red.environment, red.code
     reasons = list(dict.fromkeys(entry.get("reasons", []) + recorder.reasons))
+    cut = red.cut_reason()
+    if cut is not None:
+        reasons.append(cut)
     counts: dict[str, int] = {}
     for record in recorder.tape:
         counts[record[0]] = counts.get(record[0], 0) + 1

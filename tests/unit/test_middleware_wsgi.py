@@ -1,9 +1,11 @@
 """The WSGI middleware's per-request path, in process: what the server gets back, when the
 session is active, and that the policy decides before anything is encoded.
 
-Apps are real (httpbin from the package index, and small WSGI callables); snapshots are
-written to a temporary directory on the calling thread (``background=False``) and read
-back with the snapshot reader.
+Every test runs twice: through the C path (``replay.capture._fastcapture.wsgi_serve``, what
+``ReplayWSGIMiddleware.__call__`` is when the extension is built) and through the Python
+``__call__`` it stands in front of. Apps are real (httpbin from the package index, and small
+WSGI callables); snapshots are written to a temporary directory on the calling thread
+(``background=False``) and read back with the snapshot reader.
 """
 
 from __future__ import annotations
@@ -18,12 +20,32 @@ from typing import Any
 import httpbin
 import pytest
 
-from replay.capture import stats
+from replay.capture import configure, stats
+from replay.capture import middleware as middleware_module
+from replay.capture import policy as policy_module
 from replay.capture.boundary import ACTIVE
 from replay.capture.middleware import ReplayWSGIMiddleware
 from replay.capture.webdata import AppEntry
 from replay.snapshot import open_snapshot
 from replay.snapshot.codec import decode
+
+_C_CALL = ReplayWSGIMiddleware.__call__
+_PY_CALL = getattr(_C_CALL, "__wrapped__", _C_CALL)  # the Python method behind the C front
+
+
+@pytest.fixture(autouse=True, params=["c", "python"])
+def implementation(request, monkeypatch):
+    """Run the test through the C per-request path, then through the Python one (each with
+    fresh rate-limit buckets: they are shared by every policy of the process)."""
+    monkeypatch.setattr(policy_module, "_global_buckets", {})
+    monkeypatch.setattr(policy_module, "_failure_limiters", {})
+    if request.param == "c":
+        if middleware_module.fastcapture is None:
+            pytest.skip("the C extension replay.capture._fastcapture is not built")
+        assert type(_C_CALL).__name__ == "MethodInterceptor"
+    else:
+        monkeypatch.setattr(ReplayWSGIMiddleware, "__call__", _PY_CALL)
+    return request.param
 
 
 def _environ(path: str = "/", method: str = "GET") -> dict[str, Any]:
@@ -197,3 +219,96 @@ def test_a_list_body_is_returned_as_is_and_a_sized_one_keeps_len(tmp_path):
     (snap,) = _snapshots(tmp_path)
     with open_snapshot(snap) as s:
         assert decode(s.outcome["value"])["body"] == b"ab"
+
+
+def test_a_body_is_buffered_and_the_app_reads_it_whole(tmp_path):
+    seen: list[bytes] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen.append(environ["wsgi.input"].read())
+        start_response("502 Bad Gateway", [("Content-Type", "text/plain")])
+        return [b"upstream down"]
+
+    environ = _environ("/orders", "POST")
+    environ.update({"CONTENT_LENGTH": "11", "wsgi.input": io.BytesIO(b'{"qty": 30}')})
+    mw = ReplayWSGIMiddleware(app, directory=tmp_path, rate_limit="off", background=False)
+    assert _serve(mw, environ) == (["502 Bad Gateway"], b"upstream down")
+    assert seen == [b'{"qty": 30}']
+    (snap,) = _snapshots(tmp_path)
+    with open_snapshot(snap) as s:
+        request = decode(s.entry["args"])[0]
+        assert request["body"] == b'{"qty": 30}' and request["environ"]["REQUEST_METHOD"] == "POST"
+        response = decode(s.outcome["value"])
+        assert response["status"] == "502 Bad Gateway" and response["body"] == b"upstream down"
+        assert ["Content-Type", "text/plain"] in [list(h) for h in response["headers"]]
+
+
+def test_each_request_has_its_own_recorder_bounded_by_the_policy(tmp_path):
+    recorders: list[Any] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        recorders.append(ACTIVE.get())
+        for _ in range(5):
+            time.time()
+        start_response("500 Oops" if environ["PATH_INFO"] == "/fail" else "200 OK", [])
+        return [b""]
+
+    mw = ReplayWSGIMiddleware(app, directory=tmp_path, rate_limit="off", background=False, max_interactions=3)
+    for path in ("/", "/", "/fail"):  # the first resolves the app's entry; the others reuse it
+        _serve(mw, _environ(path))
+    assert len({id(r) for r in recorders}) == 3 and all(r.closed for r in recorders)
+    assert all(r.app_roots == mw.entry.roots and r.max_interactions == 3 for r in recorders)
+    (snap,) = _snapshots(tmp_path)
+    with open_snapshot(snap) as s:
+        assert not s.header["replayable"]
+        assert any("tape limit of 3 interactions" in reason for reason in s.header["reasons"])
+
+
+def test_configure_and_sampling_decide_each_request(tmp_path):
+    sessions: list[Any] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        sessions.append(ACTIVE.get())
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    mw = ReplayWSGIMiddleware(app, directory=tmp_path)
+    sampled = ReplayWSGIMiddleware(app, directory=tmp_path, sample_rate=0.0)
+    try:
+        _serve(mw, _environ())
+        configure(on="off")  # the process default changes between requests
+        _serve(mw, _environ())
+        configure(reset=True)
+        _serve(mw, _environ())
+        _serve(sampled, _environ())
+    finally:
+        configure(reset=True)
+    assert [s is not None for s in sessions] == [True, False, True, False]
+
+
+def test_odd_statuses_and_a_keyword_exc_info_are_served(tmp_path):
+    before = stats().get("capture_errors", 0)
+    statuses: list[Any] = []
+    writes: list[bytes] = []
+
+    def server_start_response(status: Any, headers: Any, exc_info: Any = None) -> Any:
+        statuses.append((status, exc_info is not None))
+        return writes.append
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        write = start_response(int(environ["PATH_INFO"][1:]), [])  # not a str: counted, served
+        write(b"w")
+        try:
+            raise RuntimeError("late")
+        except RuntimeError:
+            start_response("500 Late", [], exc_info=sys.exc_info())
+        return [b"x"]
+
+    mw = ReplayWSGIMiddleware(app, directory=tmp_path, rate_limit="off", background=False)
+    result = mw(_environ("/200"), server_start_response)
+    assert result == [b"x"] and writes == [b"w"]
+    assert statuses == [(200, False), ("500 Late", True)]
+    assert stats().get("capture_errors", 0) - before == 1
+    (snap,) = _snapshots(tmp_path)
+    with open_snapshot(snap) as s:
+        assert decode(s.outcome["value"])["status"] == "500 Late"

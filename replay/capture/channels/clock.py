@@ -168,14 +168,14 @@ _loop_time.__doc__ = _real_loop_time.__doc__
 
 def install() -> None:
     """Install the interceptors (once, under the lock of ``interceptors.install``)."""
-    replace(_time, "localtime", _localtime)
-    replace(_time, "gmtime", _gmtime)
-    replace(_time, "ctime", _ctime)
-    replace(_time, "asctime", _asctime)
-    replace(_time, "strftime", _strftime)
-    replace(_time, "process_time", _process_time)
-    replace(_time, "process_time_ns", _process_time_ns)
-    replace(_time, "thread_time", _thread_time)
-    replace(_time, "thread_time_ns", _thread_time_ns)
-    replace(_time, "sleep", _sleep)
+    replace(_time, "localtime", _localtime, gate=True)
+    replace(_time, "gmtime", _gmtime, gate=True)
+    replace(_time, "ctime", _ctime, gate=True)
+    replace(_time, "asctime", _asctime, gate=True)
+    replace(_time, "strftime", _strftime, gate=True)
+    replace(_time, "process_time", _process_time, gate=True)
+    replace(_time, "process_time_ns", _process_time_ns, gate=True)
+    replace(_time, "thread_time", _thread_time, gate=True)
+    replace(_time, "thread_time_ns", _thread_time_ns, gate=True)
+    replace(_time, "sleep", _sleep, gate=True)
     _RealBaseEventLoop.time = _loop_time  # type: ignore[method-assign]

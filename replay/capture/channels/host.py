@@ -329,17 +329,17 @@ PLATFORM_FIELDS: Final = ("node", "system", "release", "version", "machine", "pr
 
 def install() -> None:
     """Install the interceptors (once, under the lock of ``interceptors.install``)."""
-    replace(os, "getpid", _getpid)
-    replace(os, "getppid", _getppid)
-    replace(os, "getcwd", _getcwd)
-    replace(os, "getcwdb", _getcwdb)
-    replace(os, "chdir", _chdir)
+    replace(os, "getpid", _getpid, gate=True)
+    replace(os, "getppid", _getppid, gate=True)
+    replace(os, "getcwd", _getcwd, gate=True)
+    replace(os, "getcwdb", _getcwdb, gate=True)
+    replace(os, "chdir", _chdir, gate=True)
     if _real_os_uname is not None:
         replace(os, "uname", _os_uname)
-    replace(socket, "gethostname", _gethostname)
+    replace(socket, "gethostname", _gethostname, gate=True)
     replace(platform, "uname", _platform_uname)
     for name in PLATFORM_FIELDS:
         replace(platform, name, _platform_field(name))
-    replace(platform, "platform", _platform_platform)
+    replace(platform, "platform", _platform_platform, gate=True)
     if _real_freedesktop is not None:
-        replace(platform, "freedesktop_os_release", _freedesktop_os_release)
+        replace(platform, "freedesktop_os_release", _freedesktop_os_release, gate=True)

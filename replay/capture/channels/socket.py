@@ -533,22 +533,31 @@ _METHODS: Final = {
     "shutdown": _shutdown, "getpeername": _getpeername, "getsockname": _getsockname, "sendfile": _sendfile,
 }
 
+_REAL_METHODS: Final = {
+    "connect": _c_connect, "connect_ex": _c_connect_ex, "send": _c_send, "sendall": _c_sendall,
+    "sendto": _c_sendto, "recv": _c_recv, "recv_into": _c_recv_into, "recvfrom": _c_recvfrom,
+    "recvfrom_into": _c_recvfrom_into, "shutdown": _c_shutdown, "getpeername": _c_getpeername,
+    "getsockname": _c_getsockname, "sendfile": _real_sendfile,
+}
+
 
 def install() -> None:
     """Patch ``socket.socket``'s methods and the resolver functions (once per process)."""
     from replay.capture.hooks import when_imported
-    from replay.capture.interceptors import replace
+    from replay.capture.interceptors import intercept, replace
 
     cls = _sock.socket
-    if cls.__dict__.get("connect") is _connect:
+    installed = cls.__dict__.get("connect")
+    if getattr(installed, "__wrapped__", installed) is _connect:
         return
     for name, fn in _METHODS.items():
         fn.__name__ = name
         fn.__qualname__ = f"socket.{name}"
-        setattr(cls, name, fn)
-    replace(_sock, "getaddrinfo", _getaddrinfo)
-    replace(_sock, "gethostbyname", _gethostbyname)
-    replace(_sock, "gethostbyname_ex", _gethostbyname_ex)
-    replace(_sock, "gethostbyaddr", _gethostbyaddr)
-    replace(_sock, "getnameinfo", _getnameinfo)
+        # outside a session each method calls the real one with the same arguments
+        setattr(cls, name, intercept(_REAL_METHODS[name], fn, method=True))
+    replace(_sock, "getaddrinfo", _getaddrinfo, gate=True)
+    replace(_sock, "gethostbyname", _gethostbyname, gate=True)
+    replace(_sock, "gethostbyname_ex", _gethostbyname_ex, gate=True)
+    replace(_sock, "gethostbyaddr", _gethostbyaddr, gate=True)
+    replace(_sock, "getnameinfo", _getnameinfo, gate=True)
     when_imported("ssl", _ssl_hook)
