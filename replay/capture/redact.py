@@ -87,7 +87,7 @@ _MASK: Final = re.compile(r"\*{3,}|•{3,}|#{3,}|[xX]{4,}|\[(?:filtered|redacted
 POLICY_VERSION: Final = 1
 SCAN_LIMIT: Final = 64 << 10
 """Default characters (bytes) of one value the scanners read; the rest becomes a token."""
-_UNSCANNED: Final = "unscanned"
+UNSCANNED: Final = "unscanned"
 # A value at most this much longer than the limit is scanned whole: its tail could not hold
 # a token of its own length, and cutting it would save nothing.
 _SCAN_SLACK: Final = 256
@@ -505,9 +505,9 @@ class Redactor:
         tail = value[cut:]
         digest = hmac.new(self._key, tail.encode("latin-1") if latin1 else tail.encode("utf-8", "surrogatepass"),
                           hashlib.sha256).hexdigest()[:8]
-        pad = len(tail) - len(f"~redacted~{_UNSCANNED}~{digest}~")
-        self.hits[_UNSCANNED] += 1
-        return f"{head}~redacted~{_UNSCANNED}{'_' * max(pad, 0)}~{digest}~"
+        pad = len(tail) - len(f"~redacted~{UNSCANNED}~{digest}~")
+        self.hits[UNSCANNED] += 1
+        return f"{head}~redacted~{UNSCANNED}{'_' * max(pad, 0)}~{digest}~"
 
     def _substitute(self, text: str, known: dict[str, str], latin1: bool) -> str:
         order = self._order_latin1 if latin1 else self._order

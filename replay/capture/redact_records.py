@@ -23,7 +23,7 @@ from typing import Any, Final
 
 import msgpack
 
-from replay.capture.redact import POLICY_VERSION, Policy, Redactor
+from replay.capture.redact import POLICY_VERSION, UNSCANNED, Policy, Redactor
 from replay.capture.redact_http import http_response, httpx_answer, set_length
 from replay.capture.redact_rules import CODE, DISPLAY, NUMERIC, SQL, VALUE
 
@@ -39,6 +39,9 @@ class NodeWalker:
 
     def __init__(self, redactor: Redactor):
         self.r = redactor
+        # values the recorded code received (arguments, tape answers) whose tail beyond the
+        # scan limit was replaced by a token: replay cannot give the code what it read there
+        self.cut_inputs = 0
 
     # ----------------------------------------------------------------- codec nodes
 
@@ -125,6 +128,12 @@ class NodeWalker:
     # ----------------------------------------------------------------- records
 
     def entry(self, entry: dict[str, Any]) -> dict[str, Any]:
+        before = self.r.hits[UNSCANNED]
+        out = self._entry(entry)
+        self.cut_inputs += self.r.hits[UNSCANNED] - before
+        return out
+
+    def _entry(self, entry: dict[str, Any]) -> dict[str, Any]:
         out = dict(entry)
         args: Any = entry.get("args")
         names = entry.get("arg_names") or []
@@ -174,12 +183,34 @@ class NodeWalker:
         if type(record) not in (list, tuple) or len(record) < 5:
             return self.plain(record)
         channel, op, args, result, error = record[:5]
+        before = self.r.hits[UNSCANNED]
         adapter = _ADAPTERS.get(channel)
         if adapter is not None:
             args, result = adapter(self, op, args, result)
         else:
             args, result = self.node(args), self.node(result)
-        return [channel, op, args, result, self.node(error), *record[5:]]
+        error = self.node(error)
+        if self.r.hits[UNSCANNED] != before and (_has_unscanned(result) or _has_unscanned(error)):
+            self.cut_inputs += 1  # an answer was cut (a request cut still matches: see redact._bounded)
+        return [channel, op, args, result, error, *record[5:]]
+
+
+_UNSCANNED_MARK: Final = f"~redacted~{UNSCANNED}"
+_UNSCANNED_MARK_BYTES: Final = _UNSCANNED_MARK.encode()
+
+
+def _has_unscanned(node: Any) -> bool:
+    """Whether a redacted node holds an unscanned tail's token (in any string or bytes)."""
+    kind = type(node)
+    if kind is str:
+        return _UNSCANNED_MARK in node
+    if kind is bytes:
+        return _UNSCANNED_MARK_BYTES in node
+    if kind in (list, tuple):
+        return any(_has_unscanned(item) for item in node)
+    if kind is dict:
+        return any(_has_unscanned(k) or _has_unscanned(v) for k, v in node.items())
+    return False
 
 
 # ------------------------------------------------------------------------------ channel adapters
@@ -343,6 +374,23 @@ class Redacted:
     manifest: dict[str, Any]
     walker: NodeWalker
 
+    @property
+    def cut_inputs(self) -> int:
+        """Arguments and tape answers whose tail beyond the scan limit became a token."""
+        return self.walker.cut_inputs
+
+    def cut_reason(self) -> str | None:
+        """The header reason (not replayable) when inputs were cut, else None."""
+        if not self.cut_inputs:
+            return None
+        return (f"{self.cut_inputs} value(s) the call received (arguments or answers on its tape) were longer "
+                f"than the {CUT_REASON_MARK} ({self.manifest.get('scan_limit')} characters): their tails are "
+                f"tokens, so replay cannot give the code what it read there (raise REPLAY_REDACT_SCAN_LIMIT "
+                f"to keep them)")
+
+
+CUT_REASON_MARK: Final = "redaction scan limit"  # in the reason above: a second pass adds no other
+
 
 def redact_snapshot(*, entry: dict[str, Any], tape: list[Any], outcome: dict[str, Any],
                     environment: dict[str, Any], code: list[Any], policy: Policy | None = None) -> Redacted:
@@ -370,6 +418,7 @@ def redact_snapshot(*, entry: dict[str, Any], tape: list[Any], outcome: dict[str
     w.outcome(outcome)
     w.plain(environment.get("environ"))
     r.learning = False
+    w.cut_inputs = 0  # counted in the pass that writes
     red_entry = w.entry(entry)
     red_tape = [w.tape(record) for record in tape]
     red_outcome = w.outcome(outcome)

@@ -204,3 +204,57 @@ def test_each_snapshot_gets_its_own_key() -> None:
 
     first, second = tokens(), tokens()
     assert len(first) == 1 and len(second) == 1 and first != second
+
+
+# ------------------------------------------------------------------------------ replayability
+
+
+def _header_of(tmp_path, fn, *args):  # type: ignore[no-untyped-def]
+    """Capture ``fn(*args)`` (on="always", written on this thread); the snapshot's header."""
+    import glob
+
+    import replay
+    from replay.snapshot import open_snapshot
+
+    captured = replay.capture(fn, on="always", directory=tmp_path, background=False, rate_limit="off",
+                              rate_limit_per_failure="off")
+    captured(*args)
+    (path,) = glob.glob(str(tmp_path / "**" / "*.rsnap"), recursive=True)
+    with open_snapshot(path) as s:
+        return s.header
+
+
+def count_orders(text: str) -> int:
+    return text.count('"status"')
+
+
+def read_orders(path: str) -> int:
+    with open(path) as f:  # the answer of the files channel: cut past the limit
+        return f.read().count('"status"')
+
+
+def write_orders(path: str) -> int:
+    with open(path, "w") as f:  # what the call sends is a request: a cut one still matches
+        return f.write(_body(20_000))
+
+
+def test_a_received_value_cut_at_the_limit_makes_the_snapshot_not_replayable(tmp_path) -> None:
+    configure(scan_limit=4_096)
+    header = _header_of(tmp_path / "arg", count_orders, _body(20_000))
+    assert not header["replayable"]
+    (reason,) = [r for r in header["reasons"] if "redaction scan limit" in r]
+    assert reason.startswith("1 value(s) the call received") and "(4096 characters)" in reason
+    orders = tmp_path / "orders.json"
+    orders.write_text(_body(20_000))
+    header = _header_of(tmp_path / "read", read_orders, str(orders))
+    assert not header["replayable"] and any("redaction scan limit" in r for r in header["reasons"])
+
+
+def test_a_long_value_only_sent_or_under_the_limit_keeps_it_replayable(tmp_path) -> None:
+    configure(scan_limit=4_096)
+    header = _header_of(tmp_path / "write", write_orders, str(tmp_path / "out.json"))
+    assert header["redaction"]["hits"].get("unscanned", 0) >= 1  # the written text was cut ...
+    assert header["replayable"], header["reasons"]  # ... and replay still matches the write
+    configure(scan_limit=65_536)
+    header = _header_of(tmp_path / "arg", count_orders, _body(20_000))
+    assert header["replayable"] and "unscanned" not in header["redaction"]["hits"]
