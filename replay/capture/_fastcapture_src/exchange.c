@@ -319,44 +319,26 @@ ex_set_reasons(WSGIExchange *self, PyObject *value, void *closure)
     return 0;
 }
 
+/* Every object field, once: for traverse and clear. */
+#define EX_OBJECTS(X) X(owner) X(environ) X(reasons) X(body) X(real_start_response) X(server_write) \
+    X(status) X(headers) X(out) X(rec) X(t0) X(result) X(chunks) X(exc)
+
 static int
 ex_traverse(WSGIExchange *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
-    Py_VISIT(self->owner);
-    Py_VISIT(self->environ);
-    Py_VISIT(self->reasons);
-    Py_VISIT(self->body);
-    Py_VISIT(self->real_start_response);
-    Py_VISIT(self->server_write);
-    Py_VISIT(self->status);
-    Py_VISIT(self->headers);
-    Py_VISIT(self->out);
-    Py_VISIT(self->rec);
-    Py_VISIT(self->t0);
-    Py_VISIT(self->result);
-    Py_VISIT(self->chunks);
-    Py_VISIT(self->exc);
+#define EX_VISIT(field) Py_VISIT(self->field);
+    EX_OBJECTS(EX_VISIT)
+#undef EX_VISIT
     return 0;
 }
 
 static int
 ex_clear(WSGIExchange *self)
 {
-    Py_CLEAR(self->owner);
-    Py_CLEAR(self->environ);
-    Py_CLEAR(self->reasons);
-    Py_CLEAR(self->body);
-    Py_CLEAR(self->real_start_response);
-    Py_CLEAR(self->server_write);
-    Py_CLEAR(self->status);
-    Py_CLEAR(self->headers);
-    Py_CLEAR(self->out);
-    Py_CLEAR(self->rec);
-    Py_CLEAR(self->t0);
-    Py_CLEAR(self->result);
-    Py_CLEAR(self->chunks);
-    Py_CLEAR(self->exc);
+#define EX_CLEAR(field) Py_CLEAR(self->field);
+    EX_OBJECTS(EX_CLEAR)
+#undef EX_CLEAR
     return 0;
 }
 
