@@ -220,7 +220,9 @@ def _roots(entry: dict[str, Any] | None) -> list[str]:
 
 def _recorder(policy: Policy, entry: dict[str, Any] | None) -> Recorder:
     """A recorder for one admitted call, bounded by the policy's ``max_interactions``."""
-    return Recorder(max_interactions=policy.settings.max_interactions, app_roots=_roots(entry))
+    rec = Recorder(policy.settings.max_interactions)
+    rec.app_roots = _roots(entry)  # already absolute (identity.project_root_of): not normalised per call
+    return rec
 
 
 @overload
