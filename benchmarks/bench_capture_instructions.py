@@ -27,7 +27,7 @@ requests). The figures do not include cache or memory effects: the paired CPU ro
 bench_capture_load.py measure those, with their noise.
 
 Usage: ``python benchmarks/bench_capture_instructions.py [--requests N] [--warmup N]
-[--always] [--gc on|off] [--server-threads T]``. Needs valgrind (apt install valgrind);
+[--modes off,idle,error] [--always] [--gc on|off] [--server-threads T]``. Needs valgrind (apt install valgrind);
 takes about 2 minutes (4 with ``--always``).
 """
 
@@ -128,12 +128,15 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=600, help="requests counted per mode (default 600)")
     parser.add_argument("--warmup", type=int, default=60, help="requests before counting (default 60)")
     parser.add_argument("--always", action="store_true", help="also measure on='always'")
+    parser.add_argument("--modes", default="off,idle,error", help="modes to measure (default off,idle,error)")
     parser.add_argument("--gc", choices=("on", "off"), default="off", help="the server's cyclic GC (default off)")
     parser.add_argument("--server-threads", type=int, default=2, help="waitress threads (default 2)")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         sys.exit("bench_capture_instructions: valgrind is not installed (apt install valgrind)")
-    modes = ["off", "idle", "error"] + (["always"] if args.always else [])
+    modes = [m for m in args.modes.split(",") if m] + (["always"] if args.always else [])
+    if "off" not in modes or not set(modes) <= {"off", "idle", "error", "always"}:
+        parser.error(f"--modes {args.modes!r}: a list of off, idle, error, always, with off")
     per_request: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="replay-bench-instr-") as work:
         for mode in modes:
