@@ -319,9 +319,6 @@ def write_snapshot(
     red = redact_records.redact_recording(entry, recorder.tape, outcome, env, code)
     entry, outcome, env, code = red.entry, red.outcome, red.environment, red.code
     reasons = list(dict.fromkeys(entry.get("reasons", []) + recorder.reasons))
-    cut = red.cut_reason()
-    if cut is not None:
-        reasons.append(cut)
     counts: dict[str, int] = {}
     for record in recorder.tape:
         counts[record[0]] = counts.get(record[0], 0) + 1

@@ -374,23 +374,6 @@ class Redacted:
     manifest: dict[str, Any]
     walker: NodeWalker
 
-    @property
-    def cut_inputs(self) -> int:
-        """Arguments and tape answers whose tail beyond the scan limit became a token."""
-        return self.walker.cut_inputs
-
-    def cut_reason(self) -> str | None:
-        """The header reason (not replayable) when inputs were cut, else None."""
-        if not self.cut_inputs:
-            return None
-        return (f"{self.cut_inputs} value(s) the call received (arguments or answers on its tape) were longer "
-                f"than the {CUT_REASON_MARK} ({self.manifest.get('scan_limit')} characters): their tails are "
-                f"tokens, so replay cannot give the code what it read there (raise REPLAY_REDACT_SCAN_LIMIT "
-                f"to keep them)")
-
-
-CUT_REASON_MARK: Final = "redaction scan limit"  # in the reason above: a second pass adds no other
-
 
 def redact_snapshot(*, entry: dict[str, Any], tape: list[Any], outcome: dict[str, Any],
                     environment: dict[str, Any], code: list[Any], policy: Policy | None = None) -> Redacted:
@@ -424,7 +407,12 @@ def redact_snapshot(*, entry: dict[str, Any], tape: list[Any], outcome: dict[str
     red_outcome = w.outcome(outcome)
     red_env = {k: v if k in _ENV_KEPT else w.plain(v, r.name_rule(k)) for k, v in environment.items()}
     red_code = [w.code(c) for c in code]
-    return Redacted(red_entry, red_tape, red_outcome, red_env, red_code, manifest(r), w)
+    man = manifest(r)
+    if w.cut_inputs:
+        # what the call received past the scan limit is a token on replay: code that reads
+        # it does not reproduce (code that reads only its length, or nothing, does)
+        man["cut_inputs"] = w.cut_inputs
+    return Redacted(red_entry, red_tape, red_outcome, red_env, red_code, man, w)
 
 
 def trace_record(w: NodeWalker, section: int, record: Any) -> Any:

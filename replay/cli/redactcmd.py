@@ -42,7 +42,7 @@ def redact_file(source: str, output: str, *, names: tuple[str, ...] = (), patter
         OSError: the output cannot be written (nothing is left under its name).
     """
     from replay.capture.redact import current_policy
-    from replay.capture.redact_records import CUT_REASON_MARK, redact_snapshot, trace_record
+    from replay.capture.redact_records import redact_snapshot, trace_record
     from replay.errors import UsageError
     from replay.snapshot.format import Section
     from replay.snapshot.reader import SnapshotFile
@@ -67,11 +67,6 @@ def redact_file(source: str, output: str, *, names: tuple[str, ...] = (), patter
         header = dict(f.header)
         before = header.get("redaction") or {}
         header["redaction"] = _merge(before, red.manifest)
-        cut = red.cut_reason()
-        reasons = list(header.get("reasons") or [])
-        if cut is not None and not any(CUT_REASON_MARK in str(r) for r in reasons):
-            header["reasons"] = [*reasons, cut]  # a lower scan limit than capture's cut more
-            header["replayable"] = False
         if header.get("exception_message") is not None:
             header["exception_message"] = (red.outcome.get("message") or "")[:500]
         writer = SnapshotWriter(output, header)

@@ -206,7 +206,7 @@ def test_each_snapshot_gets_its_own_key() -> None:
     assert len(first) == 1 and len(second) == 1 and first != second
 
 
-# ------------------------------------------------------------------------------ replayability
+# ------------------------------------------------------------------------------ inputs cut
 
 
 def _header_of(tmp_path, fn, *args):  # type: ignore[no-untyped-def]
@@ -238,23 +238,22 @@ def write_orders(path: str) -> int:
         return f.write(_body(20_000))
 
 
-def test_a_received_value_cut_at_the_limit_makes_the_snapshot_not_replayable(tmp_path) -> None:
+def test_a_received_value_cut_at_the_limit_is_counted_in_the_manifest(tmp_path) -> None:
     configure(scan_limit=4_096)
     header = _header_of(tmp_path / "arg", count_orders, _body(20_000))
-    assert not header["replayable"]
-    (reason,) = [r for r in header["reasons"] if "redaction scan limit" in r]
-    assert reason.startswith("1 value(s) the call received") and "(4096 characters)" in reason
+    assert header["redaction"]["cut_inputs"] == 1
+    assert header["replayable"]  # code that reads only the value's length still reproduces
     orders = tmp_path / "orders.json"
     orders.write_text(_body(20_000))
     header = _header_of(tmp_path / "read", read_orders, str(orders))
-    assert not header["replayable"] and any("redaction scan limit" in r for r in header["reasons"])
+    assert header["redaction"]["cut_inputs"] == 1  # the file's content: a tape answer
 
 
-def test_a_long_value_only_sent_or_under_the_limit_keeps_it_replayable(tmp_path) -> None:
+def test_a_long_value_only_sent_or_under_the_limit_is_no_cut_input(tmp_path) -> None:
     configure(scan_limit=4_096)
     header = _header_of(tmp_path / "write", write_orders, str(tmp_path / "out.json"))
     assert header["redaction"]["hits"].get("unscanned", 0) >= 1  # the written text was cut ...
-    assert header["replayable"], header["reasons"]  # ... and replay still matches the write
+    assert "cut_inputs" not in header["redaction"]  # ... but replay's matching takes the token
     configure(scan_limit=65_536)
     header = _header_of(tmp_path / "arg", count_orders, _body(20_000))
-    assert header["replayable"] and "unscanned" not in header["redaction"]["hits"]
+    assert "unscanned" not in header["redaction"]["hits"] and "cut_inputs" not in header["redaction"]
